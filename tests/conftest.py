@@ -1,0 +1,48 @@
+"""Shared fixtures: real sandbox servers on 127.0.0.1, temporary DuckDB files, Dagster."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from vpp_pipeline.resources import LeapResource, duckdb_resource
+from vpp_pipeline.sandbox import SandboxServer
+
+
+@pytest.fixture(scope="session")
+def shared_sandbox():
+    """One read-only sandbox for tests that do not change its state (faults are reset)."""
+    with SandboxServer(seed=7, port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox(shared_sandbox):
+    shared_sandbox.faults.clear()
+    yield shared_sandbox
+    shared_sandbox.faults.clear()
+
+
+@pytest.fixture
+def private_sandbox():
+    """A sandbox of the test's own, for tests that change the portfolio."""
+    with SandboxServer(seed=11, port=0) as server:
+        yield server
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+def make_resources(server, db_path) -> dict:
+    return {
+        "leap": LeapResource(
+            base_url=server.base_url,
+            api_key=server.api_key,
+            backoff_initial_s=0.01,
+            backoff_max_s=0.05,
+        ),
+        "duckdb": duckdb_resource(db_path),
+    }

@@ -1,0 +1,113 @@
+"""The ``vpp`` command line.
+
+vpp sandbox [--port 8765] [--seed 7]   serve the Leap-compatible sandbox on 127.0.0.1
+vpp demo [--seed 7]                    run the main job end to end on the embedded defaults
+vpp dev                                sandbox + `dagster dev` together; Ctrl-C stops both
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from vpp_pipeline import settings
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from vpp_pipeline.sandbox import serve_forever
+
+    serve_forever(port=args.port, seed=args.seed, api_key=args.api_key, n_meters=args.meters)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from vpp_pipeline.demo import run_demo
+
+    return run_demo(seed=args.seed, duckdb_path=Path(args.duckdb) if args.duckdb else None)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    """Start the sandbox and `dagster dev`, and stop both on Ctrl-C or when either exits."""
+    env = dict(os.environ)
+    env.setdefault("LEAP_API_BASE_URL", f"http://127.0.0.1:{args.sandbox_port}")
+    env.setdefault("LEAP_API_KEY", settings.DEFAULT_SANDBOX_API_KEY)
+    env.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
+    Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    vpp = [sys.executable, "-m", "vpp_pipeline.cli"]
+    # Each child leads its own process group so that stopping it stops its children too
+    # (dagster dev runs a webserver and a daemon).
+    children = [
+        subprocess.Popen(
+            [*vpp, "sandbox", "--port", str(args.sandbox_port), "--seed", str(args.seed)],
+            env=env,
+            start_new_session=True,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(args.port)],
+            env=env,
+            start_new_session=True,
+        ),
+    ]
+    print(
+        f"vpp dev: sandbox on {env['LEAP_API_BASE_URL']}, Dagster UI on http://127.0.0.1:{args.port}"
+        " (Ctrl-C stops both)",
+        flush=True,
+    )
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGINT)
+        deadline = time.monotonic() + 20
+        for child in children:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+    print("vpp dev: stopped sandbox and dagster", flush=True)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vpp", description="vpp-pipeline command line")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = sub.add_parser("sandbox", help="serve the Leap-compatible sandbox on 127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=settings.DEFAULT_SANDBOX_PORT)
+    sandbox.add_argument("--seed", type=int, default=7)
+    sandbox.add_argument("--api-key", default=settings.DEFAULT_SANDBOX_API_KEY)
+    sandbox.add_argument(
+        "--meters", type=int, default=72, help="number of meters (>= 60 by default)"
+    )
+    sandbox.set_defaults(func=_cmd_sandbox)
+
+    demo = sub.add_parser("demo", help="run the main job end to end on the embedded defaults")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--duckdb", default=None, help="DuckDB file (default: VPP_DUCKDB_PATH)")
+    demo.set_defaults(func=_cmd_demo)
+
+    dev = sub.add_parser("dev", help="start the sandbox and `dagster dev` together")
+    dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+    dev.add_argument("--sandbox-port", type=int, default=settings.DEFAULT_SANDBOX_PORT)
+    dev.add_argument("--seed", type=int, default=7)
+    dev.set_defaults(func=_cmd_dev)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,360 @@
+"""HTTP client for Leap's v2 API (meters, enrollments, nominations, dispatch search).
+
+* Auth: ``Authorization: Bearer <key>``; base URL and key from ``LEAP_API_BASE_URL`` /
+  ``LEAP_API_KEY``, defaulting to the local sandbox.
+* Pagination: follows ``page_token`` / ``next_page_token`` until it is null or absent.
+* Dispatch searches are split into windows of at most 31 days (Leap rejects longer ones).
+* Retries (tenacity): 429, 5xx, connection errors and timeouts, with exponential backoff
+  and full jitter, honouring ``Retry-After`` when Leap sends one, up to ``max_attempts``.
+  Then :class:`LeapApiError` / :class:`LeapConnectionError` name the endpoint, the status
+  and Leap's error envelope. Other 4xx are not retried: they will not get better.
+* A 2xx whose body is not JSON or not the published shape raises :class:`LeapResponseError`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+import httpx
+import tenacity
+from pydantic import BaseModel, ValidationError
+
+from vpp_pipeline import settings
+from vpp_pipeline.leap.errors import (
+    LeapApiError,
+    LeapConnectionError,
+    LeapResponseError,
+    parse_error_envelope,
+)
+from vpp_pipeline.leap.models import (
+    GroupDispatch,
+    Meter,
+    MeterDispatch,
+    MeterEnrollment,
+    Nomination,
+)
+
+log = logging.getLogger(__name__)
+
+# Endpoint paths, in one place. Leap versions each service in its path.
+METERS_SEARCH = "/v2/meters/search"
+ENROLLMENTS_SEARCH = "/v2/meters/enrollments/search"
+NOMINATIONS_SEARCH = "/v2/meters/nominations/search"
+METER_DISPATCH_SEARCH = "/v2/dispatch/meter/search"
+GROUP_DISPATCH_SEARCH = "/v2/dispatch/group/search"
+
+#: Leap rejects dispatch searches whose end is more than 31 days after their start.
+MAX_DISPATCH_WINDOW = timedelta(days=31)
+#: The meters/enrollments search page-size limit (MeterFilterRequest: 1-500).
+MAX_METER_PAGE_SIZE = 500
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _RetryableStatus(Exception):
+    """Internal: a response whose status is worth another attempt."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+        self.retry_after_s = parse_retry_after(response.headers.get("retry-after"))
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or HTTP-date), or None."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class _WaitRetryAfterOrBackoff(tenacity.wait.wait_base):
+    """Wait what ``Retry-After`` asks (up to ``retry_after_max_s``), else exponential backoff
+    with jitter (capped at ``max_s``)."""
+
+    def __init__(self, initial_s: float, max_s: float, retry_after_max_s: float) -> None:
+        self.retry_after_max_s = retry_after_max_s
+        self.backoff = tenacity.wait_exponential_jitter(
+            initial=initial_s, max=max_s, jitter=initial_s
+        )
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, _RetryableStatus) and exc.retry_after_s is not None:
+            return min(exc.retry_after_s, self.retry_after_max_s)
+        return self.backoff(retry_state)
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, _RetryableStatus | httpx.TransportError)
+
+
+def dispatch_windows(
+    start: datetime, end: datetime, max_window: timedelta = MAX_DISPATCH_WINDOW
+) -> list[tuple[datetime, datetime]]:
+    """Split ``[start, end)`` into consecutive windows no longer than ``max_window``."""
+    if end <= start:
+        raise ValueError(
+            f"dispatch search end {end.isoformat()} is not after start {start.isoformat()}"
+        )
+    windows = []
+    cursor = start
+    while cursor < end:
+        upper = min(cursor + max_window, end)
+        windows.append((cursor, upper))
+        cursor = upper
+    return windows
+
+
+def merge_recipients(records: list[M]) -> list[M]:
+    """One record per meter / market group: Leap may continue a recipient's timeslots on the
+    next page or window. Timeslots are de-duplicated by event id, the later copy winning."""
+    merged: dict[str, M] = {}
+    for record in records:
+        key = getattr(record, "meter_id", None) or record.market_group_id
+        if key not in merged:
+            merged[key] = record.model_copy(deep=True)
+            continue
+        target = merged[key]
+        slots = {_event_id(t): t for t in target.timeslots}
+        slots.update({_event_id(t): t for t in record.timeslots})
+        target.timeslots = list(slots.values())
+    return list(merged.values())
+
+
+def _event_id(timeslot: Any) -> str:
+    return getattr(timeslot, "meter_event_id", None) or timeslot.market_group_event_id
+
+
+def format_utc(value: datetime) -> str:
+    """Leap's request timestamp style: ``2023-02-01T00:00:00.000Z`` (naive input = UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (
+        value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    )
+
+
+class LeapClient:
+    """A synchronous Leap API client. Use as a context manager, or call :meth:`close`.
+
+    ``sleep`` is injectable so that tests of long ``Retry-After`` values need not wait.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout_s: float = 30.0,
+        max_attempts: int = 5,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        retry_after_max_s: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+        on_request: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self.base_url = (base_url or settings.leap_api_base_url()).rstrip("/")
+        self.max_attempts = max_attempts
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._retry_after_max_s = retry_after_max_s
+        self._sleep = sleep
+        self._on_request = on_request
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={
+                "Authorization": f"Bearer {api_key or settings.leap_api_key()}",
+                "Accept": "application/json",
+                "User-Agent": "vpp-pipeline",
+            },
+            timeout=httpx.Timeout(timeout_s),
+        )
+
+    def __enter__(self) -> LeapClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- transport -------------------------------------------------------------------
+
+    def post_json(self, path: str, body: dict[str, Any]) -> Any:
+        """POST ``body`` to ``path`` with retries; return the decoded JSON of a 2xx."""
+        endpoint = f"POST {path}"
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.max_attempts),
+            wait=_WaitRetryAfterOrBackoff(
+                self._backoff_initial_s, self._backoff_max_s, self._retry_after_max_s
+            ),
+            retry=tenacity.retry_if_exception(_is_retryable),
+            sleep=self._sleep,
+            before_sleep=lambda rs: log.warning(
+                "%s attempt %d failed (%s); retrying",
+                endpoint,
+                rs.attempt_number,
+                rs.outcome.exception(),
+            ),
+            reraise=True,
+        )
+        attempts = 0
+
+        def attempt() -> httpx.Response:
+            nonlocal attempts
+            attempts += 1
+            if self._on_request is not None:
+                self._on_request(path, body)
+            response = self._http.post(path, json=body)
+            if response.status_code in RETRYABLE_STATUSES:
+                raise _RetryableStatus(response)
+            return response
+
+        try:
+            response = retrying(attempt)
+        except _RetryableStatus as exc:
+            raise LeapApiError(
+                endpoint=endpoint,
+                status=exc.response.status_code,
+                envelope=parse_error_envelope(exc.response.content),
+                attempts=attempts,
+                retry_after_s=exc.retry_after_s,
+            ) from None
+        except httpx.TransportError as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            raise LeapConnectionError(endpoint=endpoint, reason=reason, attempts=attempts) from exc
+
+        if response.status_code >= 400 or response.status_code < 200:
+            raise LeapApiError(
+                endpoint=endpoint,
+                status=response.status_code,
+                envelope=parse_error_envelope(response.content),
+                attempts=attempts,
+            )
+        try:
+            return response.json()
+        except ValueError:
+            raise LeapResponseError(endpoint, "body is not JSON", response.text[:500]) from None
+
+    def paginate(
+        self, path: str, body: dict[str, Any], items_key: str, model: type[M]
+    ) -> Iterator[list[M]]:
+        """Yield each page of ``items_key`` records, following ``next_page_token`` to the end."""
+        endpoint = f"POST {path}"
+        request = {k: v for k, v in body.items() if v is not None}
+        seen_tokens: set[str] = set()
+        while True:
+            data = self.post_json(path, request)
+            if not isinstance(data, dict):
+                raise LeapResponseError(
+                    endpoint, f"expected a JSON object, got {type(data).__name__}"
+                )
+            items = data.get(items_key)
+            if not isinstance(items, list):
+                raise LeapResponseError(
+                    endpoint,
+                    f"field {items_key!r} is missing or not a list (keys: {sorted(data)[:10]})",
+                )
+            try:
+                yield [model.model_validate(item) for item in items]
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise LeapResponseError(
+                    endpoint,
+                    f"{items_key} record does not match Leap's schema: {where}: {first['msg']} "
+                    f"({exc.error_count()} problem(s))",
+                ) from None
+            token = data.get("next_page_token")
+            if not token:
+                return
+            if token in seen_tokens:
+                raise LeapResponseError(
+                    endpoint, f"next_page_token {token!r} repeats: pagination loop"
+                )
+            seen_tokens.add(token)
+            request = {**request, "page_token": token}
+
+    # -- endpoints ----------------------------------------------------------------------
+
+    def search_meters(self, *, page_size: int = MAX_METER_PAGE_SIZE, **filters: Any) -> list[Meter]:
+        """All meter details matching ``filters`` (MeterFilterRequest field names)."""
+        return self._collect(METERS_SEARCH, {"page_size": page_size, **filters}, "meters", Meter)
+
+    def search_enrollments(
+        self, *, page_size: int = MAX_METER_PAGE_SIZE, **filters: Any
+    ) -> list[MeterEnrollment]:
+        """All meter enrollment records matching ``filters`` (MeterFilterRequest field names)."""
+        return self._collect(
+            ENROLLMENTS_SEARCH, {"page_size": page_size, **filters}, "meters", MeterEnrollment
+        )
+
+    def search_nominations(
+        self,
+        *,
+        start_time: datetime | None = None,
+        end_time: datetime | None = None,
+        **filters: Any,
+    ) -> list[Nomination]:
+        """Nominations overlapping ``[start_time, end_time)`` (Leap's default: current and future)."""
+        body = {
+            "start_time": format_utc(start_time) if start_time else None,
+            "end_time": format_utc(end_time) if end_time else None,
+            **filters,
+        }
+        return self._collect(NOMINATIONS_SEARCH, body, "nominations", Nomination)
+
+    def search_meter_dispatches(
+        self, start: datetime, end: datetime, **filters: Any
+    ) -> list[MeterDispatch]:
+        """Meter-level dispatch timeslots starting in ``[start, end)``, any length of range."""
+        return self._search_dispatches(METER_DISPATCH_SEARCH, start, end, filters, MeterDispatch)
+
+    def search_group_dispatches(
+        self, start: datetime, end: datetime, **filters: Any
+    ) -> list[GroupDispatch]:
+        """Group-level dispatch timeslots starting in ``[start, end)``, any length of range."""
+        return self._search_dispatches(GROUP_DISPATCH_SEARCH, start, end, filters, GroupDispatch)
+
+    def _search_dispatches(
+        self,
+        path: str,
+        start: datetime,
+        end: datetime,
+        filters: dict[str, Any],
+        model: type[M],
+    ) -> list[M]:
+        records: list[M] = []
+        for window_start, window_end in dispatch_windows(start, end):
+            body = {
+                "start_date": format_utc(window_start),
+                "end_date": format_utc(window_end),
+                **filters,
+            }
+            records.extend(self._collect(path, body, "results", model))
+        return merge_recipients(records)
+
+    def _collect(self, path: str, body: dict[str, Any], key: str, model: type[M]) -> list[M]:
+        return [record for page in self.paginate(path, body, key, model) for record in page]

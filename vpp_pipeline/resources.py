@@ -1,0 +1,74 @@
+"""Dagster resources: the Leap API and the DuckDB analytics file.
+
+Configuration comes from environment variables (see ``vpp_pipeline.settings``); the API
+key is passed as ``dg.EnvVar`` when set, so it never appears in run config or logs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from vpp_pipeline import settings
+from vpp_pipeline.leap import LeapClient
+
+
+class LeapResource(dg.ConfigurableResource):
+    """Leap's API (or the local sandbox). ``client()`` opens a :class:`LeapClient`."""
+
+    base_url: str = settings.DEFAULT_LEAP_API_BASE_URL
+    api_key: str = settings.DEFAULT_SANDBOX_API_KEY
+    timeout_s: float = 30.0
+    max_attempts: int = 5
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+    def client(self) -> LeapClient:
+        return LeapClient(
+            self.base_url,
+            self.api_key,
+            timeout_s=self.timeout_s,
+            max_attempts=self.max_attempts,
+            backoff_initial_s=self.backoff_initial_s,
+            backoff_max_s=self.backoff_max_s,
+        )
+
+
+def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
+    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
+
+
+def leap_resource() -> LeapResource:
+    return LeapResource(
+        base_url=_env_or_default("LEAP_API_BASE_URL", settings.DEFAULT_LEAP_API_BASE_URL),
+        api_key=_env_or_default("LEAP_API_KEY", settings.DEFAULT_SANDBOX_API_KEY),
+    )
+
+
+class WarehouseResource(DuckDBResource):
+    """``DuckDBResource`` whose connections run in UTC, whatever the host's time zone.
+
+    (Passing TimeZone in the connect config fails: ICU is not loaded that early.)
+    """
+
+    @contextmanager
+    def get_connection(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        with super().get_connection() as conn:
+            conn.execute("SET TimeZone = 'UTC'")
+            yield conn
+
+
+def duckdb_resource(path: str | Path | None = None) -> WarehouseResource:
+    """The analytics file (``VPP_DUCKDB_PATH``, default ``data/vpp.duckdb``), in UTC.
+
+    The parent folder is created here because DuckDB creates the file but not its folder.
+    """
+    db_path = Path(path) if path is not None else settings.duckdb_path()
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    return WarehouseResource(database=str(db_path))
