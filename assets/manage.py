@@ -156,3 +156,6 @@ inventory_schedule = dg.ScheduleDefinition(
     cron_schedule="0 4 * * *",
     execution_timezone="America/Los_Angeles",
 )
+
+JOBS = [inventory_job]
+SCHEDULES = [inventory_schedule]

@@ -3,6 +3,9 @@
 Global settings live here: the in-process executor, because DuckDB allows one writing
 process per file (every DuckDB asset is also in the ``duckdb`` pool, limited to 1 in
 ``dagster_home/dagster.yaml``).
+
+Each stage module in ``assets/`` holds its assets and checks, and may list its ``JOBS``,
+``SCHEDULES`` and ``SENSORS``; adding a stage is adding its module to ``STAGE_MODULES``.
 """
 
 from __future__ import annotations
@@ -15,14 +18,24 @@ from vpp_pipeline.resources import duckdb_resource, leap_resource
 STAGE_MODULES = [connect, manage]
 
 
+def default_resources() -> dict:
+    """Resources configured from the environment (see ``vpp_pipeline.settings``)."""
+    return {"leap": leap_resource(), "duckdb": duckdb_resource()}
+
+
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     """The project's definitions; ``resources`` overrides the environment-configured ones."""
+    collected = {
+        name: [item for module in STAGE_MODULES for item in getattr(module, name, [])]
+        for name in ("JOBS", "SCHEDULES", "SENSORS")
+    }
     return dg.Definitions(
         assets=dg.load_assets_from_modules(STAGE_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(STAGE_MODULES),
-        jobs=[manage.inventory_job],
-        schedules=[manage.inventory_schedule],
-        resources=resources or {"leap": leap_resource(), "duckdb": duckdb_resource()},
+        jobs=collected["JOBS"],
+        schedules=collected["SCHEDULES"],
+        sensors=collected["SENSORS"],
+        resources={**default_resources(), **(resources or {})},
         executor=dg.in_process_executor,
     )
 
