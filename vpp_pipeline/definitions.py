@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import connect, manage
-from vpp_pipeline.resources import duckdb_resource, leap_resource
+from assets import analyze_intervals, connect, manage
+from vpp_pipeline.resources import duckdb_resource, interval_source_resource, leap_resource
 
-STAGE_MODULES = [connect, manage]
+STAGE_MODULES = [connect, manage, analyze_intervals]
 
 
 def default_resources() -> dict:
     """Resources configured from the environment (see ``vpp_pipeline.settings``)."""
-    return {"leap": leap_resource(), "duckdb": duckdb_resource()}
+    return {
+        "leap": leap_resource(),
+        "duckdb": duckdb_resource(),
+        "interval_source": interval_source_resource(),
+    }
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:

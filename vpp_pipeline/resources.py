@@ -72,3 +72,20 @@ def duckdb_resource(path: str | Path | None = None) -> WarehouseResource:
     db_path = Path(path) if path is not None else settings.duckdb_path()
     db_path.parent.mkdir(parents=True, exist_ok=True)
     return WarehouseResource(database=str(db_path))
+
+
+class IntervalSourceResource(dg.ConfigurableResource):
+    """Where interval CSV drops land and which zone defines the market's local day."""
+
+    landing_dir: str = settings.DEFAULT_INTERVAL_LANDING_DIR
+    market_timezone: str = settings.DEFAULT_MARKET_TIMEZONE
+
+    @property
+    def landing_path(self) -> Path:
+        return Path(self.landing_dir)
+
+
+def interval_source_resource() -> IntervalSourceResource:
+    return IntervalSourceResource(
+        landing_dir=str(settings.interval_landing_dir()), market_timezone=settings.market_timezone()
+    )

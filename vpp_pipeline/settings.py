@@ -18,6 +18,11 @@ DEFAULT_SANDBOX_API_KEY = "sandbox-key"
 
 DEFAULT_LEAP_API_BASE_URL = f"http://127.0.0.1:{DEFAULT_SANDBOX_PORT}"
 DEFAULT_DUCKDB_PATH = "data/vpp.duckdb"
+DEFAULT_INTERVAL_LANDING_DIR = "data/landing/intervals"
+#: Day-level logic (daily partitions, baseline days, trading days) uses the market's zone.
+DEFAULT_MARKET_TIMEZONE = "America/Los_Angeles"
+#: First daily partition of interval data (market-local date).
+DEFAULT_INTERVAL_PARTITIONS_START = "2025-01-01"
 
 
 def env(name: str, default: str) -> str:
@@ -32,6 +37,18 @@ def leap_api_base_url() -> str:
 
 def leap_api_key() -> str:
     return env("LEAP_API_KEY", DEFAULT_SANDBOX_API_KEY)
+
+
+def interval_landing_dir() -> Path:
+    return Path(env("VPP_INTERVAL_LANDING_DIR", DEFAULT_INTERVAL_LANDING_DIR))
+
+
+def market_timezone() -> str:
+    return env("VPP_MARKET_TIMEZONE", DEFAULT_MARKET_TIMEZONE)
+
+
+def interval_partitions_start() -> str:
+    return env("VPP_INTERVAL_PARTITIONS_START", DEFAULT_INTERVAL_PARTITIONS_START)
 
 
 def duckdb_path() -> Path:

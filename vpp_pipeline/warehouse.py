@@ -11,7 +11,9 @@ stays plain SQL that an analyst can read and run.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,9 @@ def sql_text(model: str) -> str:
 def set_variables(conn: duckdb.DuckDBPyConnection, **variables: Any) -> None:
     """Set DuckDB session variables for a model (datetimes must be timezone-aware)."""
     for name, value in variables.items():
-        if isinstance(value, datetime):
+        if isinstance(value, date) and not isinstance(value, datetime):
+            conn.execute(f"SET VARIABLE {name} = CAST($v AS DATE)", {"v": value})
+        elif isinstance(value, datetime):
             if value.tzinfo is None:
                 raise ValueError(f"variable {name!r} is a naive datetime; pass UTC-aware times")
             conn.execute(f"SET VARIABLE {name} = CAST($v AS TIMESTAMPTZ)", {"v": value})
@@ -47,19 +51,33 @@ def set_variables(conn: duckdb.DuckDBPyConnection, **variables: Any) -> None:
             conn.execute(f"SET VARIABLE {name} = $v", {"v": value})
 
 
+@contextmanager
+def transaction(conn: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """One DuckDB transaction: committed on success, rolled back on any error."""
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def execute_models(conn: duckdb.DuckDBPyConnection, *models: str, **variables: Any) -> None:
+    """Run ``sql/<model>.sql`` files in order in the caller's transaction."""
+    set_variables(conn, **variables)
+    for model in models:
+        conn.execute(sql_text(model))
+
+
 def run_models(conn: duckdb.DuckDBPyConnection, *models: str, **variables: Any) -> None:
     """Run ``sql/<model>.sql`` files in order, all inside one transaction: a failure leaves
     every table as it was."""
+    scripts = [sql_text(model) for model in models]  # a missing file fails before BEGIN
     set_variables(conn, **variables)
-    scripts = [sql_text(model) for model in models]
-    conn.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(conn):
         for script in scripts:
             conn.execute(script)
-        conn.execute("COMMIT")
-    except Exception:
-        conn.execute("ROLLBACK")
-        raise
 
 
 def stage_frame(conn: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> None:

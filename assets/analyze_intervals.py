@@ -1,0 +1,323 @@
+"""Analyze, part 1: 15-minute interval reads in market-local daily partitions.
+
+Two sources, one table:
+* CSV drops in Leap's upload format land in ``VPP_INTERVAL_LANDING_DIR``; the
+  ``interval_landing_sensor`` requests the partitions each new file touches.
+* Leap's meter-level intervals API, for the meters and days a run asks for (the daily
+  schedule asks for yesterday, market time).
+
+``interval_files`` validates and loads every waiting file (Leap's error codes, rejects kept,
+files archived to accepted/ or failed/ with errors.csv); ``interval_reads`` rebuilds its
+days from every delivery with the correction rule (sql/interval_reads.sql).
+"""
+
+import json
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from vpp_pipeline import settings
+from vpp_pipeline.intervals.ingest import (
+    ingest_api_frame,
+    ingest_landing_files,
+    local_day_bounds_utc,
+    rebuild_interval_reads,
+)
+from vpp_pipeline.intervals.landing import file_key, pending_files, touched_local_dates
+from vpp_pipeline.resources import IntervalSourceResource, LeapResource
+from vpp_pipeline.warehouse import preview_markdown, table_exists
+
+INTERVAL_PARTITIONS = dg.DailyPartitionsDefinition(
+    start_date=settings.interval_partitions_start(),
+    timezone=settings.market_timezone(),
+)
+
+
+@dg.asset(group_name="analyze", kinds={"duckdb"}, deps=["meters"], pool="duckdb")
+def interval_files(
+    context: dg.AssetExecutionContext,
+    duckdb: DuckDBResource,
+    interval_source: IntervalSourceResource,
+) -> dg.MaterializeResult:
+    """Every interval CSV waiting in the landing folder, validated like Leap validates and
+    loaded into ``interval_deliveries`` (good rows) and ``interval_rejects`` (one row per
+    problem, with Leap's codes); each file is then archived to ``accepted/`` or ``failed/``
+    beside an ``errors.csv``. Ledger: ``interval_files``."""
+    with duckdb.get_connection() as conn:
+        report = ingest_landing_files(
+            conn, interval_source.landing_path, market_tz=interval_source.market_timezone
+        )
+    table = "\n".join(
+        ["| file | status | rows loaded | rows rejected | days |", "|---|---|---|---|---|"]
+        + [
+            f"| {f.file_name} | {f.status} | {f.rows_accepted} | {f.rows_rejected} | "
+            f"{', '.join(d.isoformat() for d in f.local_dates[:5])}{' ...' if len(f.local_dates) > 5 else ''} |"
+            for f in report.files
+        ]
+    )
+    context.log.info(
+        f"{len(report.files)} file(s): {report.rows_accepted} rows loaded, {report.rows_rejected} rejected"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "files": len(report.files),
+            "files_failed": sum(f.status == "failed" for f in report.files),
+            "rows_loaded": report.rows_accepted,
+            "rows_rejected": report.rows_rejected,
+            "local_dates": [d.isoformat() for d in report.local_dates],
+            "details": dg.MetadataValue.md(table if report.files else "(no files waiting)"),
+        }
+    )
+
+
+class IntervalReadsConfig(dg.Config):
+    """What an ``interval_reads`` run loads besides the landed files."""
+
+    fetch_api: bool = True
+    """Fetch the partition's days from Leap's meter-level intervals API."""
+    meter_ids: list[str] = []  # noqa: RUF012 (pydantic copies defaults)
+    """Meters to fetch from the API; empty = every meter in ``meters``."""
+
+
+@dg.asset(
+    partitions_def=INTERVAL_PARTITIONS,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    group_name="analyze",
+    kinds={"duckdb"},
+    deps=["interval_files", "meters"],
+    pool="duckdb",
+)
+def interval_reads(
+    context: dg.AssetExecutionContext,
+    config: IntervalReadsConfig,
+    leap: LeapResource,
+    duckdb: DuckDBResource,
+    interval_source: IntervalSourceResource,
+) -> dg.MaterializeResult:
+    """15-minute reads per meter (UTC; kwh = net consumption, export negative; final flag;
+    source csv/api), one daily partition per market-local day (92, 96 or 100 intervals per
+    meter). Rebuilt from every delivery: final beats non-final, then the newest delivery.
+    A backfill of many days runs as one run."""
+    window = context.partition_time_window
+    start_date: date = window.start.date()
+    end_date: date = (window.end - timedelta(days=1)).date()
+    tz = interval_source.market_timezone
+    api_note = "not asked"
+    with duckdb.get_connection() as conn:
+        if config.fetch_api:
+            api_note = _fetch_from_api(context, conn, leap, config, start_date, end_date, tz)
+        rows = rebuild_interval_reads(conn, start_date, end_date)
+        stats = conn.execute(
+            """
+            SELECT count(DISTINCT meter_id), count(DISTINCT local_date),
+                   count(*) FILTER (WHERE final), count(*) FILTER (WHERE source = 'csv')
+            FROM interval_reads WHERE local_date BETWEEN $s AND $e
+            """,
+            {"s": start_date, "e": end_date},
+        ).fetchall()[0]
+        preview = preview_markdown(
+            conn,
+            f"SELECT local_date, count(DISTINCT meter_id) AS meters, count(*) AS intervals, "
+            f"round(sum(kwh), 1) AS kwh FROM interval_reads WHERE local_date BETWEEN "
+            f"DATE '{start_date}' AND DATE '{end_date}' GROUP BY ALL ORDER BY local_date",
+            limit=10,
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "rows": rows,
+            "meters": stats[0],
+            "local_days": stats[1],
+            "final_rows": stats[2],
+            "csv_rows": stats[3],
+            "api": api_note,
+            "by_day": dg.MetadataValue.md(preview),
+        }
+    )
+
+
+def _fetch_from_api(context, conn, leap, config, start_date, end_date, tz) -> str:
+    from vpp_pipeline.leap.analytics import fetch_meter_intervals
+
+    meter_ids = config.meter_ids or [
+        r[0] for r in conn.execute("SELECT meter_id FROM meters ORDER BY meter_id").fetchall()
+    ]
+    start_utc, end_utc = local_day_bounds_utc(start_date, end_date, tz)
+    # Only completed intervals exist; asking past "now" would just return nothing.
+    now = datetime.now(UTC)
+    end_utc = min(
+        end_utc, now.replace(minute=now.minute - now.minute % 15, second=0, microsecond=0)
+    )
+    if not meter_ids or end_utc <= start_utc:
+        return "nothing to fetch"
+    with leap.client() as client:
+        frame = fetch_meter_intervals(client, meter_ids, start_utc, end_utc)
+    report = ingest_api_frame(conn, frame, market_tz=tz)
+    note = (
+        f"{report.api_rows_fetched} rows fetched for {len(meter_ids)} meters, "
+        f"{report.api_rows_new} new or changed, {report.api_rows_rejected} rejected"
+    )
+    context.log.info(note)
+    return note
+
+
+interval_reads_job = dg.define_asset_job(
+    "interval_reads_job",
+    selection=dg.AssetSelection.assets(interval_files, interval_reads),
+    partitions_def=INTERVAL_PARTITIONS,
+    description="Load waiting CSV drops, then rebuild the requested days of interval_reads.",
+)
+
+interval_files_job = dg.define_asset_job(
+    "interval_files_job",
+    selection=dg.AssetSelection.assets(interval_files),
+    description="Validate, load and archive waiting interval CSV drops (no partition).",
+)
+
+interval_reads_daily = dg.build_schedule_from_partitioned_job(
+    interval_reads_job,
+    name="interval_reads_daily",
+    # Yesterday's partition (market time), once the meter data of the day has arrived.
+    hour_of_day=6,
+    minute_of_hour=0,
+)
+
+CSV_ONLY_RUN_CONFIG = {"ops": {"interval_reads": {"config": {"fetch_api": False}}}}
+
+
+@dg.sensor(
+    jobs=[interval_reads_job, interval_files_job],
+    minimum_interval_seconds=30,
+    description="Requests the interval_reads partitions that each new landing file touches.",
+)
+def interval_landing_sensor(
+    context: dg.SensorEvaluationContext, interval_source: IntervalSourceResource
+):
+    """Looks at the landing folder only (never DuckDB). The cursor holds the files already
+    requested that are still waiting, so it stays small once files are archived."""
+    requested: set[str] = set(json.loads(context.cursor)["requested"]) if context.cursor else set()
+    files = pending_files(interval_source.landing_path)
+    current = {file_key(p): p for p in files}
+    new = {key: path for key, path in current.items() if key not in requested}
+    if not new:
+        return dg.SkipReason(
+            f"no new files in {interval_source.landing_path} ({len(files)} waiting, already requested)"
+        )
+    valid_keys = set(INTERVAL_PARTITIONS.get_partition_keys())
+    dates_to_files: dict[str, list[str]] = {}
+    undated: list[str] = []
+    for key, path in new.items():
+        days = [d.isoformat() for d in touched_local_dates(path, interval_source.market_timezone)]
+        in_range = [d for d in days if d in valid_keys]
+        for day in in_range:
+            dates_to_files.setdefault(day, []).append(key)
+        if not in_range:
+            undated.append(key)
+    requests = [
+        dg.RunRequest(
+            run_key=f"{day}|{'|'.join(sorted(keys))}",
+            job_name=interval_reads_job.name,
+            partition_key=day,
+            run_config=CSV_ONLY_RUN_CONFIG,
+            tags={"vpp/landing_files": ",".join(sorted(k.split(":")[0] for k in keys))[:200]},
+        )
+        for day, keys in sorted(dates_to_files.items())
+    ]
+    if undated:
+        # Not CSV, or no usable dates: still needs validating, rejecting and archiving.
+        requests.append(
+            dg.RunRequest(
+                run_key="files|" + "|".join(sorted(undated)), job_name=interval_files_job.name
+            )
+        )
+    context.update_cursor(json.dumps({"requested": sorted(set(current) & (requested | set(new)))}))
+    return requests
+
+
+# --- checks (scoped to the partitions of the run) -----------------------------------------
+
+
+def _partition_dates(context) -> tuple[date, date]:
+    window = context.partition_time_window
+    return window.start.date(), (window.end - timedelta(days=1)).date()
+
+
+def _check(conn, sql: str, params: dict) -> tuple[int, str]:
+    count = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()[0][0]
+    if not count:
+        return 0, ""
+    literal = sql.replace("$s", f"DATE '{params['s']}'").replace("$e", f"DATE '{params['e']}'")
+    return count, preview_markdown(conn, literal)
+
+
+def _interval_check(name: str, description: str, sql: str, severity: dg.AssetCheckSeverity):
+    @dg.asset_check(
+        asset=interval_reads, name=name, description=description, partitions_def=INTERVAL_PARTITIONS
+    )
+    def _run(
+        context: dg.AssetCheckExecutionContext,
+        duckdb: DuckDBResource,
+        interval_source: IntervalSourceResource,
+    ) -> dg.AssetCheckResult:
+        start, end = _partition_dates(context)
+        with duckdb.get_connection() as conn:
+            conn.execute("SET VARIABLE market_tz = $tz", {"tz": interval_source.market_timezone})
+            if not table_exists(conn, "interval_reads"):
+                return dg.AssetCheckResult(
+                    passed=False, metadata={"problem": "no interval_reads table"}
+                )
+            count, examples = _check(conn, sql, {"s": start, "e": end})
+        metadata = {"violations": count, "days": f"{start} .. {end}"}
+        if examples:
+            metadata["examples"] = dg.MetadataValue.md(examples)
+        return dg.AssetCheckResult(passed=count == 0, severity=severity, metadata=metadata)
+
+    return _run
+
+
+interval_reads_no_duplicates = _interval_check(
+    "interval_reads_no_duplicates",
+    "At most one row per (meter_id, interval_start).",
+    "SELECT meter_id, interval_start, count(*) AS copies FROM interval_reads "
+    "WHERE local_date BETWEEN $s AND $e GROUP BY ALL HAVING count(*) > 1",
+    dg.AssetCheckSeverity.ERROR,
+)
+
+interval_reads_complete_days = _interval_check(
+    "interval_reads_complete_days",
+    "Each meter has every interval of each local day: 96, or 92 / 100 on DST days "
+    "(meters with no data that day are not counted here).",
+    sql=(
+        "WITH days AS (SELECT DISTINCT local_date, "
+        "  (epoch(timezone(getvariable('market_tz'), (local_date + 1)::TIMESTAMP)) "
+        "   - epoch(timezone(getvariable('market_tz'), local_date::TIMESTAMP))) / 900 AS expected "
+        "  FROM interval_reads WHERE local_date BETWEEN $s AND $e) "
+        "SELECT r.meter_id, r.local_date, count(*) AS intervals, any_value(d.expected) AS expected "
+        "FROM interval_reads r JOIN days d USING (local_date) "
+        "WHERE r.local_date BETWEEN $s AND $e GROUP BY ALL HAVING count(*) <> any_value(d.expected)"
+    ),
+    severity=dg.AssetCheckSeverity.WARN,
+)
+
+interval_reads_no_gaps = _interval_check(
+    "interval_reads_no_gaps",
+    "No meter skips an interval between its first and last read of the days checked.",
+    "SELECT meter_id, interval_start AS gap_after, next_start, "
+    "  (epoch(next_start) - epoch(interval_start)) / 900 - 1 AS missing_intervals FROM ("
+    "  SELECT meter_id, interval_start, lead(interval_start) OVER (PARTITION BY meter_id ORDER BY interval_start) AS next_start "
+    "  FROM interval_reads WHERE local_date BETWEEN $s AND $e) "
+    "WHERE next_start - interval_start > INTERVAL 15 MINUTE",
+    dg.AssetCheckSeverity.WARN,
+)
+
+interval_reads_no_negative_consumption = _interval_check(
+    "interval_reads_no_negative_consumption",
+    "consumed_kwh and generated_kwh are never negative (net kwh may be: export).",
+    "SELECT meter_id, interval_start, consumed_kwh, generated_kwh FROM interval_reads "
+    "WHERE local_date BETWEEN $s AND $e AND (consumed_kwh < 0 OR generated_kwh < 0)",
+    dg.AssetCheckSeverity.ERROR,
+)
+
+JOBS = [interval_reads_job, interval_files_job]
+SCHEDULES = [interval_reads_daily]
+SENSORS = [interval_landing_sensor]

@@ -1,0 +1,71 @@
+-- stg_interval_candidates (temp): one row per data line of Leap-format interval CSV files,
+-- with each cell as text (for error messages) and parsed into types (NULL when unparsable).
+--
+-- Input variables: csv_files (VARCHAR[] of paths, all with the same header),
+-- pos_<column> (1-based position of each Leap column in that header, NULL when absent).
+-- Fields are split on commas outside double quotes; surrounding quotes are removed.
+-- Lines are split by DuckDB (no Python per row); line numbers count the header as line 1,
+-- as Leap's error files do. Values may be wrapped in double quotes.
+
+CREATE OR REPLACE TEMP TABLE stg_interval_candidates AS
+WITH raw AS (
+    SELECT filename, string_split(replace(content, chr(13), ''), chr(10)) AS lines
+    FROM read_text(getvariable('csv_files'))
+),
+numbered AS (
+    SELECT filename, unnest(lines) AS line, generate_subscripts(lines, 1) AS line_no
+    FROM raw
+),
+cells AS (
+    SELECT
+        filename,
+        line_no,
+        -- Plain split when the line has no quotes (the common, fast case); otherwise a
+        -- quote-aware split, so that "1,5" stays one (unparsable) field.
+        CASE
+            WHEN contains(line, '"') THEN regexp_extract_all(line || ',', '("(?:[^"]|"")*"|[^,"]*),', 1)
+            ELSE string_split(line, ',')
+        END AS f
+    FROM numbered
+    WHERE line_no > 1 AND trim(line) <> ''
+),
+texts AS (
+    SELECT
+        filename,
+        line_no,
+        len(f) AS n_fields,
+        nullif(trim(f[getvariable('pos_meter_id')], ' "'), '') AS meter_id_raw,
+        nullif(trim(f[getvariable('pos_interval_start_time_utc')], ' "'), '') AS start_raw,
+        nullif(trim(f[getvariable('pos_interval_end_time_utc')], ' "'), '') AS end_raw,
+        nullif(trim(f[getvariable('pos_energy_net_kwh')], ' "'), '') AS net_raw,
+        nullif(trim(f[getvariable('pos_energy_consumed_kwh')], ' "'), '') AS consumed_raw,
+        nullif(trim(f[getvariable('pos_energy_generated_kwh')], ' "'), '') AS generated_raw,
+        nullif(trim(f[getvariable('pos_final')], ' "'), '') AS final_raw,
+        nullif(trim(f[getvariable('pos_region')], ' "'), '') AS region_raw
+    FROM cells
+)
+SELECT
+    'csv' AS source,
+    parse_filename(filename) AS source_file,
+    line_no AS source_line,
+    n_fields,
+    meter_id_raw,
+    start_raw,
+    end_raw,
+    net_raw,
+    consumed_raw,
+    generated_raw,
+    final_raw,
+    region_raw,
+    lower(meter_id_raw) AS meter_id,
+    TRY_CAST(start_raw AS TIMESTAMPTZ) AS interval_start,
+    TRY_CAST(end_raw AS TIMESTAMPTZ) AS interval_end,
+    TRY_CAST(net_raw AS DOUBLE) AS net_kwh,
+    TRY_CAST(consumed_raw AS DOUBLE) AS consumed_kwh,
+    TRY_CAST(generated_raw AS DOUBLE) AS generated_kwh,
+    CASE
+        WHEN lower(final_raw) IN ('true', 't', '1', 'yes', 'y') THEN true
+        WHEN lower(final_raw) IN ('false', 'f', '0', 'no', 'n') THEN false
+    END AS final,
+    upper(region_raw) AS region
+FROM texts;
