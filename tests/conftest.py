@@ -5,7 +5,8 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from vpp_pipeline.resources import LeapResource, duckdb_resource
+from vpp_pipeline.definitions import default_resources
+from vpp_pipeline.resources import IntervalSourceResource, LeapResource, duckdb_resource
 from vpp_pipeline.sandbox import SandboxServer
 
 
@@ -37,7 +38,11 @@ def instance():
 
 
 def make_resources(server, db_path) -> dict:
+    """Every resource the definitions need (environment defaults), with the API, the
+    DuckDB file and the landing folder pointed at the test's own."""
     return {
+        **default_resources(),
+        "interval_source": IntervalSourceResource(landing_dir=str(db_path.parent / "landing")),
         "leap": LeapResource(
             base_url=server.base_url,
             api_key=server.api_key,

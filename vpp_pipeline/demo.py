@@ -130,6 +130,7 @@ def served_counts(base_url: str, api_key: str) -> dict[str, int]:
 
 
 def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sys.stdout) -> int:
+    from vpp_pipeline.definitions import default_resources
     from vpp_pipeline.sandbox import SandboxServer
 
     db_path = duckdb_path or settings.duckdb_path()
@@ -140,6 +141,7 @@ def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sy
     with SandboxServer(seed=seed, port=0) as sandbox:
         say(f"  sandbox API listening on {sandbox.base_url}")
         resources = {
+            **default_resources(),
             "leap": LeapResource(base_url=sandbox.base_url, api_key=sandbox.api_key),
             "duckdb": duckdb_resource(db_path),
         }
