@@ -31,6 +31,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(seed=args.seed, duckdb_path=Path(args.duckdb) if args.duckdb else None)
 
 
+def _cmd_backfill_intervals(args: argparse.Namespace) -> int:
+    from datetime import date, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from vpp_pipeline.demo import backfill_intervals
+
+    end = (
+        date.fromisoformat(args.end)
+        if args.end
+        else (datetime.now(ZoneInfo(settings.market_timezone())).date() - timedelta(days=1))
+    )
+    start = date.fromisoformat(args.start) if args.start else end - timedelta(days=args.days - 1)
+    if start > end:
+        print(f"error: start {start} is after end {end}", file=sys.stderr)
+        return 2
+    return backfill_intervals(start=start, end=end, fetch_api=not args.csv_only)
+
+
 def _cmd_dev(args: argparse.Namespace) -> int:
     """Start the sandbox and `dagster dev`, and stop both on Ctrl-C or when either exits."""
     env = dict(os.environ)
@@ -96,11 +114,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--duckdb", default=None, help="DuckDB file (default: VPP_DUCKDB_PATH)")
     demo.set_defaults(func=_cmd_demo)
 
+    backfill = sub.add_parser(
+        "backfill-intervals",
+        help="materialize interval_reads for a range of market-local days as one run",
+    )
+    backfill.add_argument("--days", type=int, default=60, help="days ending --end (default 60)")
+    backfill.add_argument("--start", help="first local day, YYYY-MM-DD (overrides --days)")
+    backfill.add_argument("--end", help="last local day, YYYY-MM-DD (default: yesterday)")
+    backfill.add_argument(
+        "--csv-only", action="store_true", help="rebuild from landed files only; no API fetch"
+    )
+    backfill.set_defaults(func=_cmd_backfill_intervals)
+
     dev = sub.add_parser("dev", help="start the sandbox and `dagster dev` together")
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")
     dev.add_argument("--sandbox-port", type=int, default=settings.DEFAULT_SANDBOX_PORT)
     dev.add_argument("--seed", type=int, default=7)
     dev.set_defaults(func=_cmd_dev)
+
+    from vpp_pipeline.dispatch.cli import add_dispatch_commands  # receiver, site-controller, ...
+
+    add_dispatch_commands(sub)
     return parser
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import analyze_intervals, connect, manage
+from assets import analyze_intervals, bid, connect, dispatch, manage
+from vpp_pipeline.dispatch.resources import ops_store_resource, site_controller_resource
 from vpp_pipeline.resources import duckdb_resource, interval_source_resource, leap_resource
 
-STAGE_MODULES = [connect, manage, analyze_intervals]
+STAGE_MODULES = [connect, manage, analyze_intervals, dispatch, bid]
 
 
 def default_resources() -> dict:
@@ -24,6 +25,8 @@ def default_resources() -> dict:
         "leap": leap_resource(),
         "duckdb": duckdb_resource(),
         "interval_source": interval_source_resource(),
+        "ops_store": ops_store_resource(),
+        "site_controller": site_controller_resource(),
     }
 
 

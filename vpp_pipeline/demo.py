@@ -1,33 +1,164 @@
 """The main job end to end on the embedded defaults (``make demo`` / ``vpp demo``).
 
-Starts the sandbox on a free port, materializes every stage in order through Dagster
-(real runs, recorded in ``DAGSTER_HOME`` when it is set, so they show in the UI), prints
-progress and a summary of row counts against what the sandbox serves, and stops the
-sandbox. Exits non-zero when a stage or a check failed, naming it.
+Starts the sandbox on a free port, runs every stage of the journey in order through
+Dagster (real runs, recorded in ``DAGSTER_HOME`` when it is set, so they show in the UI),
+prints progress and a summary (row counts against what the sandbox serves, and what each
+stage reports), and stops the sandbox. Exits non-zero when a stage or a check failed,
+naming it.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
+from zoneinfo import ZoneInfo
 
 import dagster as dg
 
 from vpp_pipeline import settings
-from vpp_pipeline.resources import LeapResource, duckdb_resource
+from vpp_pipeline.resources import IntervalSourceResource, LeapResource, duckdb_resource
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
-#: (asset group, what it does), in journey order. Later stages append here.
-STAGES: list[tuple[str, str]] = [
-    ("connect", "meters and meter history from POST /v2/meters/search"),
-    ("manage", "enrollments and nominations"),
+#: Days of interval reads the demo loads (ending yesterday, market time).
+DEMO_INTERVAL_DAYS = 66
+
+
+@dataclass
+class DemoContext:
+    """What every stage can use: the running sandbox, resources, instance and files."""
+
+    sandbox: Any
+    resources: dict
+    instance: dg.DagsterInstance
+    duckdb_path: Path
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Stage:
+    """One step of the journey: assets to materialize (one run; ``partition_range`` makes
+    it one single-run backfill) and/or an action that reports lines for the summary."""
+
+    name: str
+    label: str
+    selection: dg.AssetSelection | None = None
+    partition_range: Callable[[DemoContext], tuple[str, str]] | None = None
+    run_config: dict | None = None
+    action: Callable[[DemoContext], list[str]] | None = None
+
+
+@dataclass
+class StageOutcome:
+    name: str
+    seconds: float = 0.0
+    failed_steps: list[str] = field(default_factory=list)
+    failed_checks: list[str] = field(default_factory=list)
+    error: str | None = None
+    report: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.failed_steps or self.failed_checks or self.error)
+
+
+def _interval_range(ctx: DemoContext) -> tuple[str, str]:
+    today = datetime.now(ZoneInfo(settings.market_timezone())).date()
+    return (today - timedelta(days=DEMO_INTERVAL_DAYS)).isoformat(), (
+        today - timedelta(days=1)
+    ).isoformat()
+
+
+def _interval_report(ctx: DemoContext) -> list[str]:
+    import duckdb
+
+    with duckdb.connect(str(ctx.duckdb_path), read_only=True) as conn:
+        meters, days, rows, first, last = conn.execute(
+            "SELECT count(DISTINCT meter_id), count(DISTINCT local_date), count(*), min(local_date), "
+            "max(local_date) FROM interval_reads"
+        ).fetchall()[0]
+        per_meter_days = conn.execute(
+            "SELECT min(d), max(d) FROM (SELECT meter_id, count(DISTINCT local_date) AS d "
+            "FROM interval_reads GROUP BY meter_id)"
+        ).fetchall()[0]
+        rejects = conn.execute("SELECT count(*) FROM interval_rejects").fetchall()[0][0]
+    return [
+        f"interval_reads: {rows:,} rows, {meters} meters, {days} local days ({first} .. {last})",
+        f"days of data per meter: {per_meter_days[0]} to {per_meter_days[1]}; rejected rows: {rejects}",
+    ]
+
+
+def _bid_report(ctx: DemoContext) -> list[str]:
+    from vpp_pipeline.bidding.demo import run_bid_demo
+
+    summary = run_bid_demo(ctx.resources, instance=ctx.instance)
+    ctx.notes["bids"] = summary
+    lines = [
+        f"trading day {summary['trading_day']} (bids due by {summary['deadline']}): "
+        f"{summary.get('batteries', 0)} batteries x {summary.get('hours', 0)} hours",
+        f"{summary.get('bids', 0)} bids submitted, {summary.get('with_curve', 0)} with a curve "
+        f"({summary.get('offered_kwh', 0):,.0f} kWh offered), {summary.get('cancels', 0)} empty (cancel)",
+        f"price sources: {summary.get('price_sources')}; battery status: {summary.get('status_hours')}",
+    ]
+    if not summary["success"]:
+        raise RuntimeError(f"bid run failed (checks not passed: {summary['failed_checks']})")
+    return lines
+
+
+def _dispatch_report(ctx: DemoContext) -> list[str]:
+    from vpp_pipeline.dispatch.demo import run_dispatch_demo
+
+    result = run_dispatch_demo(
+        ctx.sandbox.base_url,
+        ctx.sandbox.api_key,
+        instance=ctx.instance,
+        ops_db_path=ctx.duckdb_path.parent / "demo_ops.sqlite",
+    )
+    ctx.notes["dispatch"] = result
+    if not result.get("ok"):
+        raise RuntimeError(f"test dispatch did not reach the site controller: {result}")
+    return [
+        f"{result['program']}: integration-test webhook -> receiver -> ops store -> "
+        f"dispatch_inbox_sensor -> dispatch_job -> site controller",
+        f"webhook to site command: {result['latency_s']:.3f} s "
+        f"({result['site_requests']} site request(s), dry_run={result['dry_run']}, "
+        f"webhook HTTP {result['webhook_http_status']})",
+    ]
+
+
+#: The journey, in order. Later stages append here.
+STAGES: list[Stage] = [
+    Stage(
+        "connect",
+        "meters and meter history from POST /v2/meters/search",
+        selection=dg.AssetSelection.groups("connect"),
+    ),
+    Stage("manage", "enrollments and nominations", selection=dg.AssetSelection.groups("manage")),
+    Stage(
+        "intervals",
+        f"{DEMO_INTERVAL_DAYS} days of 15-minute interval reads from the intervals API (one backfill run)",
+        selection=dg.AssetSelection.assets("interval_files", "interval_reads"),
+        partition_range=_interval_range,
+        action=_interval_report,
+    ),
+    Stage(
+        "dispatch",
+        "one test dispatch through receiver, sensor and job to the sandbox site controller",
+        action=_dispatch_report,
+    ),
+    Stage(
+        "bids",
+        "CAISO battery bid inputs, optimized schedules and bid curves for the next biddable day",
+        action=_bid_report,
+    ),
 ]
 
-#: Tables the summary reports, in order.
+#: Tables the summary reports, in order, with what the API serves where it can be counted.
 SUMMARY_TABLES = [
     "meters",
     "meter_history",
@@ -35,20 +166,9 @@ SUMMARY_TABLES = [
     "meter_enrollment_status",
     "participation_preferences",
     "nominations",
+    "interval_reads",
+    "interval_rejects",
 ]
-
-
-@dataclass
-class StageOutcome:
-    group: str
-    seconds: float
-    failed_steps: list[str] = field(default_factory=list)
-    failed_checks: list[str] = field(default_factory=list)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not (self.failed_steps or self.failed_checks or self.error)
 
 
 def _instance() -> dg.DagsterInstance:
@@ -59,38 +179,52 @@ def _instance() -> dg.DagsterInstance:
         return dg.DagsterInstance.ephemeral()
 
 
-def run_stage(group: str, resources: dict, instance: dg.DagsterInstance) -> StageOutcome:
-    """Materialize one asset group (and its checks) as one Dagster run."""
+def materialize_stage(stage: Stage, ctx: DemoContext, outcome: StageOutcome) -> None:
+    """Materialize a stage's assets (and their checks) as one Dagster run."""
     from vpp_pipeline.definitions import STAGE_MODULES
 
-    started = time.monotonic()
-    defs_assets = list(dg.load_assets_from_modules(STAGE_MODULES))
-    checks = list(dg.load_asset_checks_from_modules(STAGE_MODULES))
-    outcome = StageOutcome(group=group, seconds=0.0)
-    try:
-        result = dg.materialize(
-            [*defs_assets, *checks],
-            selection=dg.AssetSelection.groups(group),
-            resources=resources,
-            instance=instance,
-            run_config=QUIET_RUN_CONFIG,
-            raise_on_error=False,
-            tags={"vpp/launched_by": "vpp demo"},
-        )
-    except Exception as exc:  # a definition or config problem: report, don't hide
-        outcome.error = f"{type(exc).__name__}: {exc}"
-        outcome.seconds = time.monotonic() - started
-        return outcome
+    tags = {"vpp/launched_by": "vpp demo"}
+    if stage.partition_range is not None:
+        start, end = stage.partition_range(ctx)
+        tags |= {
+            "dagster/asset_partition_range_start": start,
+            "dagster/asset_partition_range_end": end,
+        }
+    result = dg.materialize(
+        [
+            *dg.load_assets_from_modules(STAGE_MODULES),
+            *dg.load_asset_checks_from_modules(STAGE_MODULES),
+        ],
+        selection=stage.selection,
+        resources=ctx.resources,
+        instance=ctx.instance,
+        run_config={**QUIET_RUN_CONFIG, **(stage.run_config or {})},
+        raise_on_error=False,
+        tags=tags,
+    )
     for event in result.all_events:
         if event.event_type == dg.DagsterEventType.STEP_FAILURE:
             info = event.step_failure_data.error
             message = info.message.strip().splitlines()[-1] if info else "unknown error"
             outcome.failed_steps.append(f"{event.step_key}: {message}")
     for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            label = evaluation.asset_check_key.name
-            severity = getattr(evaluation.severity, "value", evaluation.severity)
-            outcome.failed_checks.append(f"{label} ({severity})")
+        severity = getattr(evaluation.severity, "value", str(evaluation.severity))
+        if not evaluation.passed and severity == "ERROR":
+            outcome.failed_checks.append(evaluation.asset_check_key.name)
+        elif not evaluation.passed:
+            outcome.report.append(f"warning: check {evaluation.asset_check_key.name} did not pass")
+
+
+def run_stage(stage: Stage, ctx: DemoContext) -> StageOutcome:
+    outcome = StageOutcome(stage.name)
+    started = time.monotonic()
+    try:
+        if stage.selection is not None:
+            materialize_stage(stage, ctx, outcome)
+        if stage.action is not None and outcome.ok:
+            outcome.report.extend(stage.action(ctx))
+    except Exception as exc:  # report, don't hide: the summary names the failing stage
+        outcome.error = f"{type(exc).__name__}: {exc}"
     outcome.seconds = time.monotonic() - started
     return outcome
 
@@ -136,7 +270,6 @@ def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sy
     db_path = duckdb_path or settings.duckdb_path()
     say = lambda text="": print(text, file=out, flush=True)  # noqa: E731
     say(f"vpp demo: sandbox seed {seed}, DuckDB file {db_path}")
-    instance = _instance()
     outcomes: list[StageOutcome] = []
     with SandboxServer(seed=seed, port=0) as sandbox:
         say(f"  sandbox API listening on {sandbox.base_url}")
@@ -144,14 +277,23 @@ def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sy
             **default_resources(),
             "leap": LeapResource(base_url=sandbox.base_url, api_key=sandbox.api_key),
             "duckdb": duckdb_resource(db_path),
+            "interval_source": IntervalSourceResource(
+                landing_dir=str(db_path.parent / "landing" / "intervals"),
+                market_timezone=settings.market_timezone(),
+            ),
         }
-        for number, (group, label) in enumerate(STAGES, start=1):
-            say(f"[{number}/{len(STAGES)}] {group}: {label} ...")
-            outcome = run_stage(group, resources, instance)
+        ctx = DemoContext(sandbox, resources, _instance(), db_path)
+        for number, stage in enumerate(STAGES, start=1):
+            say(f"[{number}/{len(STAGES)}] {stage.name}: {stage.label} ...")
+            outcome = run_stage(stage, ctx)
             outcomes.append(outcome)
-            status = "ok" if outcome.ok else "FAILED"
-            say(f"      {status} in {outcome.seconds:.1f} s")
-            for line in [outcome.error, *outcome.failed_steps, *outcome.failed_checks]:
+            say(f"      {'ok' if outcome.ok else 'FAILED'} in {outcome.seconds:.1f} s")
+            for line in [
+                outcome.error,
+                *outcome.failed_steps,
+                *outcome.failed_checks,
+                *outcome.report,
+            ]:
                 if line:
                     say(f"      - {line}")
         served = served_counts(sandbox.base_url, sandbox.api_key)
@@ -163,17 +305,45 @@ def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sy
     for table in SUMMARY_TABLES:
         rows = counts[table]
         expected = served.get(table)
-        rows_text = "missing" if rows is None else str(rows)
+        rows_text = "missing" if rows is None else f"{rows:,}"
         note = ""
         if expected is not None:
-            note = f" / {expected}"
+            note = f" / {expected:,}"
             if rows != expected:
                 note += "  <-- mismatch"
                 mismatches.append(table)
-        say(f"  {table:<28} {rows_text:>8}{note}")
-    failed = [o.group for o in outcomes if not o.ok]
+        say(f"  {table:<28} {rows_text:>10}{note}")
+    failed = [o.name for o in outcomes if not o.ok]
     if failed or mismatches:
         say(f"\nFAILED: stages {failed or 'none'}; count mismatches {mismatches or 'none'}")
         return 1
     say(f"\nAll {len(STAGES)} stages succeeded. Query the results with: duckdb {db_path}")
     return 0
+
+
+def backfill_intervals(
+    *, start: date, end: date, fetch_api: bool = True, out: TextIO = sys.stdout
+) -> int:
+    """Materialize interval_reads for local days [start, end] as one run (``vpp backfill-intervals``),
+    against the API configured in the environment, recorded in DAGSTER_HOME."""
+    from vpp_pipeline.definitions import default_resources
+
+    stage = Stage(
+        "backfill",
+        f"interval_reads {start} .. {end}",
+        selection=dg.AssetSelection.assets("interval_files", "interval_reads"),
+        partition_range=lambda _ctx: (start.isoformat(), end.isoformat()),
+        run_config={"ops": {"interval_reads": {"config": {"fetch_api": fetch_api}}}},
+    )
+    ctx = DemoContext(None, default_resources(), _instance(), settings.duckdb_path())
+    print(
+        f"backfilling interval_reads for {start} .. {end} ({(end - start).days + 1} days) ...",
+        file=out,
+        flush=True,
+    )
+    outcome = run_stage(stage, ctx)
+    for line in [outcome.error, *outcome.failed_steps, *outcome.failed_checks, *outcome.report]:
+        if line:
+            print(f"  - {line}", file=out)
+    print(f"{'ok' if outcome.ok else 'FAILED'} in {outcome.seconds:.1f} s", file=out)
+    return 0 if outcome.ok else 1

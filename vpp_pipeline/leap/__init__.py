@@ -1,5 +1,11 @@
 """Leap API client: one interface, tested against the real sandbox server over HTTP."""
 
+from vpp_pipeline.leap.analytics import (
+    METER_INTERVALS_SEARCH,
+    METER_PERFORMANCE_SEARCH,
+    fetch_meter_intervals,
+    fetch_meter_performance,
+)
 from vpp_pipeline.leap.client import (
     ENROLLMENTS_SEARCH,
     GROUP_DISPATCH_SEARCH,
@@ -34,6 +40,8 @@ __all__ = [
     "GROUP_DISPATCH_SEARCH",
     "METERS_SEARCH",
     "METER_DISPATCH_SEARCH",
+    "METER_INTERVALS_SEARCH",
+    "METER_PERFORMANCE_SEARCH",
     "NOMINATIONS_SEARCH",
     "GroupDispatch",
     "GroupDispatchTimeslot",
@@ -49,6 +57,8 @@ __all__ = [
     "MeterEnrollment",
     "Nomination",
     "dispatch_windows",
+    "fetch_meter_intervals",
+    "fetch_meter_performance",
     "format_utc",
     "parse_error_envelope",
     "parse_retry_after",

@@ -29,6 +29,20 @@ Page tokens are opaque UUID strings bound to the query they continue; an unknown
 Leap's envelopes: ``{"title", "status", "details"}`` for meters/enrollments/nominations (500: the bare text
 ``An error happened whilst processing your request``), ``{"code", "message", "error_code"}`` for dispatch.
 
+Bidding (``bids``, ``prices``): ``POST /v2/bidding/bids`` enforces Leap's bid rules (reason codes in a 400) and
+stores curves per meter/hour (``GET|DELETE /_sandbox/bids``); ``POST /v1.1/markets/caiso/prices/day-ahead/search``
+serves synthetic day-ahead LMPs (labelled ``synthetic``).
+
+Analytics (``intervals``, ``analytics_routes``; paths and limits from ``vpp_pipeline.leap.analytics``; errors
+``{"title", "status", "details": [{"message", "description"}]}``): ``POST /v1.1/analytics/intervals/meter/search``
+(meter_ids 1-1000, date_range_start/end <= 31 days, interval INTERVAL_15MIN|INTERVAL_1HR, page_size <= 100000,
+<= 1,000,000 data points) -> ``{"intervals": [{meter_id, start_date_time_utc, end_date_time_utc, energy_net_wh,
+energy_consumed_wh, energy_generated_wh, final}], "next_page_token"}`` and ``POST /v1.1/analytics/performance/
+meter/search`` -> ``{"performance": [{meter_id, meter_event_id, programs, start/end_date_time_utc, baseline_wh,
+usage_wh, performance_wh, intervals: [...]}], "next_page_token"}`` (the sandbox's own 5-weekday baseline).
+Synthetic 15-minute data with ground truth: ``generate_intervals``, ``event_truth``, ``response_profile``,
+``write_interval_csvs`` (Leap's interval upload CSV).
+
 Sandbox-only admin endpoints (no auth; never faulted; not in the request log):
 
 - ``GET /_sandbox/health`` -> ``{"status": "ok", "seed": 7, "meters": 72}``;
@@ -38,7 +52,10 @@ Sandbox-only admin endpoints (no auth; never faulted; not in the request log):
 - ``PATCH /_sandbox/meters/{meter_id}``: JSON merge patch of a meter (nested objects merge, null deletes);
   sets ``audit.updated_at`` (meter and enrollment) to now, strictly later than before; returns the meter;
 - ``GET|DELETE /_sandbox/requests``: the request log ``{"requests": [{method, path, json, status, fault,
-  at}]}`` (DELETE clears it).
+  at}]}`` (DELETE clears it);
+- ``POST /_sandbox/ground_truth/intervals`` (``{meter_ids, start, end}`` -> ``{"intervals": [{meter_id,
+  interval_start, kwh, counterfactual_kwh, event_id}]}``), ``GET /_sandbox/ground_truth/events[?meter_id=]``
+  (``event_truth`` rows) and ``GET /_sandbox/ground_truth/response_profile`` (category per meter).
 
 Timestamps: meter/enrollment ``audit`` and delivery periods look like ``2000-01-23T04:56:07.000+00:00``;
 dispatch times and enrollment deadlines like ``2023-02-21T00:00:00.000Z``; participation preferences and
@@ -46,8 +63,16 @@ nominations like ``2024-11-01T00:00:00Z``.
 """
 
 from .app import api_endpoint, create_app
+from .bids import BidBook, bid_book
 from .catalog import TARIFF_CODES
 from .faults import FaultInjector, FaultRule
+from .intervals import (
+    event_truth,
+    generate_intervals,
+    response_profile,
+    write_interval_csvs,
+    write_interval_csvs_for_bench,
+)
 from .portfolio import DispatchEvent, DispatchRevision, Portfolio, SiteProfile, build_portfolio
 from .server import SandboxServer, serve_forever
 from .state import DEFAULT_API_KEY, SandboxState
@@ -55,6 +80,7 @@ from .state import DEFAULT_API_KEY, SandboxState
 __all__ = [
     "DEFAULT_API_KEY",
     "TARIFF_CODES",
+    "BidBook",
     "DispatchEvent",
     "DispatchRevision",
     "FaultInjector",
@@ -64,7 +90,13 @@ __all__ = [
     "SandboxState",
     "SiteProfile",
     "api_endpoint",
+    "bid_book",
     "build_portfolio",
     "create_app",
+    "event_truth",
+    "generate_intervals",
+    "response_profile",
     "serve_forever",
+    "write_interval_csvs",
+    "write_interval_csvs_for_bench",
 ]

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import search
+from . import analytics_routes, bids, prices, search, webhooks
 from .errors import DISPATCH, METERS, ApiError, error_response
 from .faults import FaultRule
 from .state import SandboxState
@@ -232,7 +232,10 @@ def create_app(state: SandboxState) -> Starlette:
             api_endpoint(state, DISPATCH, lambda s, b: search.search_dispatch(s, b, "group")),
             methods=["POST"],
         ),
+        *prices.price_routes(state), *bids.bid_routes(state),
+        *analytics_routes.routes(state),
         *_admin_routes(state),
+        *webhooks.webhook_routes(state),
         *state.extra_routes,
     ]
     app = Starlette(routes=routes)

@@ -4,6 +4,7 @@
   its 500 is the bare string ``An error happened whilst processing your request`` (as Leap's spec shows; served
   unquoted with ``Content-Type: application/json``, so a client must not assume a 5xx body parses).
 - ``DISPATCH`` family (dispatch v2): ``{"code", "message", "error_code"}``.
+- ``ANALYTICS`` family (analytics, interval data): ``{"title", "status", "details": [{"message", "description"}]}``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 METERS = "meters"
 DISPATCH = "dispatch"
+ANALYTICS = "analytics"
 
 METERS_500_BODY = "An error happened whilst processing your request"
 
@@ -63,6 +65,19 @@ def error_response(family: str, error: ApiError, headers: dict | None = None) ->
             status, ("INTERNAL_SERVER_ERROR", "DISPATCH_UNEXPECTED_ERROR")
         )
         body = {"code": code, "message": error.message, "error_code": error_code}
+        return JSONResponse(body, status_code=status, headers=headers)
+    if family == ANALYTICS:
+        title = error.title or _TITLES.get(
+            status, "Internal Server Error" if status == 500 else "Error"
+        )
+        description = (error.details or {}).get("description") or (
+            f"Check the request field '{error.field}'" if error.field else f"HTTP {status}"
+        )
+        body = {
+            "title": title,
+            "status": status,
+            "details": [{"message": error.message, "description": description}],
+        }
         return JSONResponse(body, status_code=status, headers=headers)
     if status == 500:
         return Response(

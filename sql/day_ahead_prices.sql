@@ -1,0 +1,91 @@
+-- day_ahead_prices: hourly CAISO day-ahead LMP per load zone for one trading day
+-- (America/Los_Angeles calendar day; 23, 24 or 25 UTC hours), $/MWh as published and $/kWh.
+--
+-- Inputs: temp table stg_price_actuals (vpp_pipeline/bidding/prices.py: OASIS CSV drops or
+-- the sandbox endpoint; the trading day and up to `lookback_days` before it), temp table
+-- stg_price_zones(load_zone); variables trading_day (DATE), day_start / day_end
+-- (TIMESTAMPTZ, the day's UTC bounds), history_start (DATE: `lookback` days before the
+-- trading day or before the last published day, whichever is earlier), like_days, market_tz.
+--
+-- A zone whose prices for the day are not out yet gets a forecast (source = 'forecast'):
+-- for each local hour of day, the mean LMP of that hour over the `like_days` most recent
+-- like days (weekday vs weekend) with actual prices since history_start (staged actuals
+-- and actuals already stored here). Idempotent: the day's rows are replaced.
+
+CREATE TABLE IF NOT EXISTS day_ahead_prices (
+    trading_day DATE,
+    load_zone VARCHAR,
+    opr_hr INTEGER,
+    hour_start TIMESTAMPTZ,
+    hour_end TIMESTAMPTZ,
+    lmp_usd_per_mwh DOUBLE,
+    price_usd_per_kwh DOUBLE,
+    source VARCHAR,
+    source_file VARCHAR,
+    forecast_days INTEGER,
+    loaded_at TIMESTAMPTZ
+);
+
+DELETE FROM day_ahead_prices WHERE trading_day = getvariable('trading_day');
+
+INSERT INTO day_ahead_prices
+WITH hours AS (
+    SELECT
+        h.hour_start,
+        h.hour_start + INTERVAL 1 HOUR AS hour_end,
+        row_number() OVER (ORDER BY h.hour_start)::INTEGER AS opr_hr,
+        hour(timezone(getvariable('market_tz'), h.hour_start)) AS local_hour,
+        isodow(getvariable('trading_day')) >= 6 AS is_weekend
+    FROM (
+        SELECT unnest(generate_series(
+            getvariable('day_start'), getvariable('day_end') - INTERVAL 1 HOUR, INTERVAL 1 HOUR
+        )) AS hour_start
+    ) h
+),
+actual AS (
+    SELECT * FROM stg_price_actuals WHERE trading_day = getvariable('trading_day')
+),
+history AS (
+    SELECT load_zone, trading_day, hour_start, avg(lmp_usd_per_mwh) AS lmp_usd_per_mwh
+    FROM (
+        SELECT load_zone, trading_day, hour_start, lmp_usd_per_mwh FROM stg_price_actuals
+        UNION ALL
+        SELECT load_zone, trading_day, hour_start, lmp_usd_per_mwh FROM day_ahead_prices
+        WHERE source <> 'forecast'
+    )
+    WHERE trading_day < getvariable('trading_day')
+      AND trading_day >= getvariable('history_start')
+    GROUP BY ALL
+),
+like_days AS (
+    SELECT load_zone, trading_day, isodow(trading_day) >= 6 AS is_weekend,
+           row_number() OVER (
+               PARTITION BY load_zone, isodow(trading_day) >= 6 ORDER BY trading_day DESC
+           ) AS recency
+    FROM (SELECT DISTINCT load_zone, trading_day FROM history)
+),
+profile AS (
+    SELECT h.load_zone, d.is_weekend,
+           hour(timezone(getvariable('market_tz'), h.hour_start)) AS local_hour,
+           avg(h.lmp_usd_per_mwh) AS lmp_usd_per_mwh,
+           count(DISTINCT h.trading_day)::INTEGER AS days
+    FROM history h JOIN like_days d USING (load_zone, trading_day)
+    WHERE d.recency <= getvariable('like_days')
+    GROUP BY ALL
+),
+forecast AS (
+    SELECT z.load_zone, hours.*, p.lmp_usd_per_mwh, p.days
+    FROM stg_price_zones z
+    CROSS JOIN hours
+    JOIN profile p
+      ON p.load_zone = z.load_zone AND p.is_weekend = hours.is_weekend
+     AND p.local_hour = hours.local_hour
+    WHERE z.load_zone NOT IN (SELECT load_zone FROM actual)
+)
+SELECT getvariable('trading_day'), load_zone, opr_hr, hour_start, hour_end, lmp_usd_per_mwh,
+       lmp_usd_per_mwh / 1000.0, source, source_file, NULL::INTEGER, now()
+FROM actual
+UNION ALL
+SELECT getvariable('trading_day'), load_zone, opr_hr, hour_start, hour_end, lmp_usd_per_mwh,
+       lmp_usd_per_mwh / 1000.0, 'forecast', NULL, days, now()
+FROM forecast;

@@ -1,0 +1,1 @@
+"""Bid & Dispatch, dispatch side: notifications -> events -> plans -> site commands (ops store only)."""

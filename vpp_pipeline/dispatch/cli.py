@@ -1,0 +1,119 @@
+"""``vpp`` subcommands of the dispatch path (added to the parser by ``vpp_pipeline.cli``):
+
+vpp receiver [--host 127.0.0.1] [--port 8780]        the webhook receiver (uvicorn)
+vpp site-controller [--port 8790]                    the sandbox site controller
+vpp send-test-dispatch --program CCA [--meter ID ...] [--level meter|group] [--register-url URL]
+                                                     Leap's integration-test endpoint with the program's
+                                                     example (fresh ids and times); sandbox by default,
+                                                     Leap when LEAP_API_BASE_URL is set
+vpp dispatch-status [--limit 20]                     recent events and the state of their site commands
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from vpp_pipeline import settings
+
+
+def _cmd_receiver(args: argparse.Namespace) -> int:
+    from vpp_pipeline.receiver import serve_forever
+
+    serve_forever(host=args.host, port=args.port)
+    return 0
+
+
+def _cmd_site_controller(args: argparse.Namespace) -> int:
+    from vpp_pipeline.dispatch.delivery import DEFAULT_SITE_CONTROLLER_TOKEN
+    from vpp_pipeline.sandbox.site_controller import serve_forever
+
+    token = settings.env("SITE_CONTROLLER_TOKEN", DEFAULT_SITE_CONTROLLER_TOKEN)
+    serve_forever(port=args.port, token=token)
+    return 0
+
+
+def _cmd_send_test_dispatch(args: argparse.Namespace) -> int:
+    from vpp_pipeline.dispatch.demo import enrolled_meter, register_webhook, send_integration_test
+    from vpp_pipeline.dispatch.examples import examples_for, integration_test_payload
+    from vpp_pipeline.receiver import ReceiverSettings
+
+    examples = examples_for(args.example or args.program)
+    if not examples:
+        print(f"no Leap example for program {args.program!r}")
+        return 2
+    example = examples[0]
+    base_url, api_key = settings.leap_api_base_url(), settings.leap_api_key()
+    if args.register_url:
+        receiver = ReceiverSettings.from_env()
+        register_webhook(
+            base_url, api_key, args.level, args.register_url, receiver.header_name, receiver.api_key
+        )
+    meters = args.meter or [enrolled_meter(base_url, api_key, example.programs[0])]
+    if meters == [None]:
+        print(f"no meter given and none ACTIVE in {example.programs[0]}; pass --meter")
+        return 2
+    payload = integration_test_payload(example, level=args.level, meter_ids=meters)
+    print(f"{example.name} -> {base_url} ({args.level} level, meters {', '.join(meters)})")
+    response = send_integration_test(base_url, api_key, args.level, payload)
+    print(json.dumps(response, indent=2))
+    status = response.get("http_status")
+    return 0 if status is not None and 200 <= status < 300 else 1
+
+
+def _cmd_dispatch_status(args: argparse.Namespace) -> int:
+    from vpp_pipeline.ops import OpsStore
+
+    store = OpsStore()
+    events = store.recent_events(args.limit)
+    print(f"ops store {store.path}: {store.max_inbox_id()} inbox rows")
+    if not events:
+        print("no dispatch events yet")
+        return 0
+    for event in events:
+        slot = json.loads(event["timeslot"])
+        flags = " TEST" if event["integration_test"] else ""
+        state = "CANCELLED" if slot["cancelled"] else "active"
+        print(
+            f"{event['event_key']}  rev {event['revision']}  {','.join(slot['programs'])}"
+            f"  {slot['start_time'][:16]} -> {slot['end_time'][:16]}  energy_kw={slot['energy_kw']}"
+            f"  prio {slot['priority']}  {state}{flags}  ({event['source']})"
+        )
+        for action in store.actions(event["event_key"]):
+            print(
+                f"    {action['command']:<6} {action['meter_id']}/{action['schedule_id']}"
+                f"  {action['status']} ({action['reason_code']}, {action['attempts']} attempt(s),"
+                f" http {action['http_status']})"
+            )
+    return 0
+
+
+def add_dispatch_commands(sub) -> None:
+    """Add the dispatch subcommands to the ``vpp`` parser's subparsers."""
+    from vpp_pipeline.receiver import DEFAULT_RECEIVER_PORT
+    from vpp_pipeline.sandbox.site_controller import DEFAULT_SITE_CONTROLLER_PORT
+
+    receiver = sub.add_parser("receiver", help="serve the dispatch webhook receiver")
+    receiver.add_argument("--host", default="127.0.0.1")
+    receiver.add_argument("--port", type=int, default=DEFAULT_RECEIVER_PORT)
+    receiver.set_defaults(func=_cmd_receiver)
+
+    site = sub.add_parser("site-controller", help="serve the sandbox site controller")
+    site.add_argument("--port", type=int, default=DEFAULT_SITE_CONTROLLER_PORT)
+    site.set_defaults(func=_cmd_site_controller)
+
+    test = sub.add_parser("send-test-dispatch", help="trigger Leap's dispatch integration test")
+    test.add_argument("--program", default="CCA", help="program_identifier, e.g. CCA, ELRP")
+    test.add_argument(
+        "--example", default=None, help="Leap example name, e.g. 'CAISO - CCA Market Award'"
+    )
+    test.add_argument("--meter", action="append", help="meter id (repeatable)")
+    test.add_argument("--level", choices=("meter", "group"), default="meter")
+    test.add_argument("--register-url", default=None, help="first register this webhook URL")
+    test.set_defaults(func=_cmd_send_test_dispatch)
+
+    status = sub.add_parser(
+        "dispatch-status", help="recent dispatch events and their site commands"
+    )
+    status.add_argument("--limit", type=int, default=20)
+    status.set_defaults(func=_cmd_dispatch_status)
