@@ -24,7 +24,7 @@ demo: setup        ## run the main job end to end on the embedded defaults
 test: setup        ## run the whole test suite
 	$(PY) -m pytest -q
 
-dev: setup         ## sandbox + dagster dev (UI on :3000); Ctrl-C stops both
+dev: setup         ## sandbox, receiver, site controller + dagster dev (UI :3000); Ctrl-C stops all
 	$(VENV)/bin/vpp dev
 
 lint: setup

@@ -78,6 +78,8 @@ class IntervalReadsConfig(dg.Config):
     """Fetch the partition's days from Leap's meter-level intervals API."""
     meter_ids: list[str] = []  # noqa: RUF012 (pydantic copies defaults)
     """Meters to fetch from the API; empty = every meter in ``meters``."""
+    api_page_size: int = 100_000
+    """Intervals per API page (Leap-style paging; the sandbox allows up to 100,000)."""
 
 
 @dg.asset(
@@ -151,7 +153,9 @@ def _fetch_from_api(context, conn, leap, config, start_date, end_date, tz) -> st
     if not meter_ids or end_utc <= start_utc:
         return "nothing to fetch"
     with leap.client() as client:
-        frame = fetch_meter_intervals(client, meter_ids, start_utc, end_utc)
+        frame = fetch_meter_intervals(
+            client, meter_ids, start_utc, end_utc, page_size=config.api_page_size
+        )
     report = ingest_api_frame(conn, frame, market_tz=tz)
     note = (
         f"{report.api_rows_fetched} rows fetched for {len(meter_ids)} meters, "

@@ -43,7 +43,9 @@ FIRST_DAY = date(2024, 1, 1)
 MEMORY_LIMIT = os.environ.get("BENCH_DUCKDB_MEMORY_LIMIT", "8GB")
 
 
-def generate(conn: duckdb.DuckDBPyConnection, meters: int, days: int, events_per_month: int) -> None:
+def generate(
+    conn: duckdb.DuckDBPyConnection, meters: int, days: int, events_per_month: int
+) -> None:
     last_day = FIRST_DAY + timedelta(days=days - 1)
     conn.execute("SET TimeZone = 'UTC'")
     conn.execute(
@@ -169,7 +171,9 @@ def scans(conn) -> dict[str, float]:
         ).fetchall()
 
     def per_meter():
-        conn.execute("SELECT meter_id, count(kwh), sum(kwh) FROM interval_reads GROUP BY ALL").fetchall()
+        conn.execute(
+            "SELECT meter_id, count(kwh), sum(kwh) FROM interval_reads GROUP BY ALL"
+        ).fetchall()
 
     daily()  # warm
     return {"scan_meter_day_s": timed(daily), "scan_meter_s": timed(per_meter)}
@@ -213,7 +217,12 @@ def pandas_10_in_10(reads, events, holiday_dates, config):
             candidates = []
             for back in range(1, p.baseline_lookback_days + 1):
                 d = day - timedelta(days=back)
-                if d.weekday() < 5 and d not in holiday_dates and d not in event_days and d in complete:
+                if (
+                    d.weekday() < 5
+                    and d not in holiday_dates
+                    and d not in event_days
+                    and d in complete
+                ):
                     candidates.append(d)
             days = candidates[: p.weekday_max_days]
             if len(days) < p.weekday_min_days:
@@ -280,9 +289,7 @@ def compare_pandas(conn, config, pandas_meters: int, days: int) -> dict:
     import pandas as pd
 
     # 10-in-10 meters only: not PJM (m % 10 = 4), not battery (m % 20 = 7)
-    subset = [
-        f"m{m:06d}" for m in range(10_000_000) if m % 10 != 4 and m % 20 != 7
-    ][:pandas_meters]
+    subset = [f"m{m:06d}" for m in range(10_000_000) if m % 10 != 4 and m % 20 != 7][:pandas_meters]
     reads = conn.execute(
         "SELECT meter_id, interval_start, kwh FROM interval_reads WHERE list_contains($m, meter_id)",
         {"m": subset},
@@ -329,16 +336,31 @@ def main() -> None:
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.single:
-        print(json.dumps(run_size(args.meters, args.days, args.pandas_meters, args.events_per_month), default=str))
+        print(
+            json.dumps(
+                run_size(args.meters, args.days, args.pandas_meters, args.events_per_month),
+                default=str,
+            )
+        )
         return
-    print(f"machine: {os.cpu_count()} cores, "
-          f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM, "
-          f"{platform.platform()}, duckdb {duckdb.__version__}")
+    print(
+        f"machine: {os.cpu_count()} cores, "
+        f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM, "
+        f"{platform.platform()}, duckdb {duckdb.__version__}"
+    )
     for index, meters in enumerate([args.meters, *args.also]):
         command = [
-            sys.executable, __file__, "--single", "--meters", str(meters), "--days", str(args.days),
-            "--events-per-month", str(args.events_per_month),
-            "--pandas-meters", str(args.pandas_meters if index == 0 else 0),
+            sys.executable,
+            __file__,
+            "--single",
+            "--meters",
+            str(meters),
+            "--days",
+            str(args.days),
+            "--events-per-month",
+            str(args.events_per_month),
+            "--pandas-meters",
+            str(args.pandas_meters if index == 0 else 0),
         ]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])

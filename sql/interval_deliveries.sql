@@ -67,4 +67,5 @@ WHERE NOT (
     AND l.generated_kwh IS NOT DISTINCT FROM a.generated_kwh
     AND l.final = a.final
 )
-ORDER BY a.local_date, a.meter_id, a.interval_start;
+-- Sorted by day so that each partition's rows sit together (DuckDB zone maps).
+ORDER BY a.local_date;

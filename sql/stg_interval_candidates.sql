@@ -20,28 +20,33 @@ cells AS (
     SELECT
         filename,
         line_no,
-        -- Plain split when the line has no quotes (the common, fast case); otherwise a
-        -- quote-aware split, so that "1,5" stays one (unparsable) field.
+        -- Most lines have neither quotes nor blanks: a plain split is exact and fast. Lines
+        -- with quotes get a quote-aware split (so "1,5" stays one, unparsable, field) and
+        -- lose the quotes; lines with blanks get their fields trimmed.
         CASE
-            WHEN contains(line, '"') THEN regexp_extract_all(line || ',', '("(?:[^"]|"")*"|[^,"]*),', 1)
+            WHEN contains(line, '"') THEN list_transform(
+                regexp_extract_all(line || ',', '("(?:[^"]|"")*"|[^,"]*),', 1),
+                lambda x: replace(trim(trim(x), '"'), '""', '"'))
+            WHEN contains(line, ' ') OR contains(line, chr(9)) THEN list_transform(string_split(line, ','), lambda x: trim(x))
             ELSE string_split(line, ',')
         END AS f
     FROM numbered
-    WHERE line_no > 1 AND trim(line) <> ''
+    -- Empty lines (the file's last newline) are not rows; a blank-only line is reported.
+    WHERE line_no > 1 AND line <> ''
 ),
 texts AS (
     SELECT
         filename,
         line_no,
         len(f) AS n_fields,
-        nullif(trim(f[getvariable('pos_meter_id')], ' "'), '') AS meter_id_raw,
-        nullif(trim(f[getvariable('pos_interval_start_time_utc')], ' "'), '') AS start_raw,
-        nullif(trim(f[getvariable('pos_interval_end_time_utc')], ' "'), '') AS end_raw,
-        nullif(trim(f[getvariable('pos_energy_net_kwh')], ' "'), '') AS net_raw,
-        nullif(trim(f[getvariable('pos_energy_consumed_kwh')], ' "'), '') AS consumed_raw,
-        nullif(trim(f[getvariable('pos_energy_generated_kwh')], ' "'), '') AS generated_raw,
-        nullif(trim(f[getvariable('pos_final')], ' "'), '') AS final_raw,
-        nullif(trim(f[getvariable('pos_region')], ' "'), '') AS region_raw
+        nullif(f[getvariable('pos_meter_id')], '') AS meter_id_raw,
+        nullif(f[getvariable('pos_interval_start_time_utc')], '') AS start_raw,
+        nullif(f[getvariable('pos_interval_end_time_utc')], '') AS end_raw,
+        nullif(f[getvariable('pos_energy_net_kwh')], '') AS net_raw,
+        nullif(f[getvariable('pos_energy_consumed_kwh')], '') AS consumed_raw,
+        nullif(f[getvariable('pos_energy_generated_kwh')], '') AS generated_raw,
+        nullif(f[getvariable('pos_final')], '') AS final_raw,
+        nullif(f[getvariable('pos_region')], '') AS region_raw
     FROM cells
 )
 SELECT

@@ -30,10 +30,27 @@ sets AS (
             AND consumed_kwh >= 0 AND generated_kwh >= 0 AS has_parts
     FROM flags
 ),
-checked AS (
+checked AS MATERIALIZED (
     SELECT
         *,
         CASE
+            -- Fast path: a row that passes every rule below skips building messages. This
+            -- is the negation of the rules of the ELSE branch (a known meter id is one of
+            -- the portfolio's UUIDs, so MTR_0001/2/3 cannot fire).
+            WHEN n_fields = getvariable('n_header_fields')
+                AND meter_known
+                AND interval_start IS NOT NULL AND epoch(interval_start) % 900 = 0
+                AND interval_start < getvariable('now')
+                AND interval_end IS NOT NULL AND epoch(interval_end) % 900 = 0
+                AND interval_end <= getvariable('now')
+                AND interval_end - interval_start = INTERVAL 15 MINUTE
+                AND NOT net_bad AND NOT con_bad AND NOT gen_bad
+                AND coalesce(consumed_kwh, 0) >= 0 AND coalesce(generated_kwh, 0) >= 0
+                AND (has_net OR has_parts)
+                AND NOT (has_net AND has_parts AND abs(net_kwh - (consumed_kwh - generated_kwh)) > 0.0005)
+                AND (region_raw IS NULL OR list_contains(getvariable('us_states'), region))
+                AND (final_raw IS NULL OR final IS NOT NULL)
+                THEN []
             WHEN n_fields < getvariable('n_header_fields') THEN [{
                 'code': 'LIN_0001', 'column_name': '',
                 'message': format('line has {} fields, the header has {}', n_fields, getvariable('n_header_fields'))}]
@@ -112,22 +129,23 @@ checked AS (
         END AS errors
     FROM sets
 ),
-ranked AS (
-    SELECT
-        *,
-        CASE WHEN len(errors) = 0 THEN row_number() OVER (
-            PARTITION BY source, source_file, meter_id, interval_start, len(errors) = 0
-            ORDER BY source_line DESC
-        ) END AS copy_rank,
-        CASE WHEN len(errors) = 0 THEN max(source_line) OVER (
-            PARTITION BY source, source_file, meter_id, interval_start, len(errors) = 0
-        ) END AS last_line
+repeated AS (
+    -- (delivery, meter, interval) keys given more than once among otherwise good rows;
+    -- a hash aggregate, so the common case (no repeats) costs one pass.
+    SELECT source, coalesce(source_file, '') AS file_key, meter_id, interval_start,
+           max(source_line) AS last_line
     FROM checked
+    WHERE len(errors) = 0
+    GROUP BY ALL
+    HAVING count(*) > 1
 )
 SELECT
-    * EXCLUDE (errors, copy_rank, last_line),
-    CASE WHEN copy_rank > 1 THEN [{
+    c.* EXCLUDE (errors),
+    CASE WHEN len(c.errors) = 0 AND c.source_line < r.last_line THEN [{
         'code': 'DUP_0001', 'column_name': 'interval_start_time_utc',
-        'message': format('meter {} interval {} appears again on line {}, which is kept', meter_id_raw, start_raw, last_line)}]
-    ELSE errors END AS errors
-FROM ranked;
+        'message': format('meter {} interval {} appears again on line {}, which is kept', c.meter_id_raw, c.start_raw, r.last_line)}]
+    ELSE c.errors END AS errors
+FROM checked AS c
+LEFT JOIN repeated AS r
+    ON r.source = c.source AND r.file_key = coalesce(c.source_file, '')
+   AND r.meter_id = c.meter_id AND r.interval_start = c.interval_start;

@@ -486,3 +486,19 @@ def test_partition_run_loads_landed_files_and_checks_pass(tmp_path, landing, ins
     assert evaluations["interval_reads_no_gaps"].metadata["violations"].value == 1
     assert not evaluations["interval_reads_complete_days"].passed
     assert evaluations["interval_reads_no_duplicates"].passed
+
+
+def test_daily_schedule_materializes_yesterdays_partition_in_market_time(
+    tmp_path, landing, instance
+):
+    from vpp_pipeline.definitions import build_definitions
+
+    defs = build_definitions(resources_for(tmp_path, landing))
+    schedule = defs.resolve_schedule_def("interval_reads_daily")
+    assert schedule.execution_timezone == TZ
+    # 06:00 on 2026-11-02 in Los Angeles (the day after the fall-back day) asks for Nov 1.
+    tick = datetime(2026, 11, 2, 6, 0, tzinfo=ZoneInfo(TZ))
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=tick)
+    [request] = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2026-11-01"
+    assert request.job_name == "interval_reads_job"

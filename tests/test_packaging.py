@@ -33,7 +33,9 @@ def test_sql_text_reads_the_models():
 def test_every_package_folder_is_listed_in_pyproject():
     import tomllib
 
-    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     folders = {
         ".".join(init.parent.relative_to(ROOT).parts)
         for top in ("vpp_pipeline", "assets")

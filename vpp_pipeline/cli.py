@@ -50,50 +50,95 @@ def _cmd_backfill_intervals(args: argparse.Namespace) -> int:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
-    """Start the sandbox and `dagster dev`, and stop both on Ctrl-C or when either exits."""
+    """Start the local stack (sandbox, webhook receiver, sandbox site controller and
+    `dagster dev`), register the receiver as the sandbox's dispatch webhook, and stop
+    everything on Ctrl-C or when any part exits."""
+    from vpp_pipeline.receiver import DEFAULT_RECEIVER_PORT, ReceiverSettings
+
     env = dict(os.environ)
     env.setdefault("LEAP_API_BASE_URL", f"http://127.0.0.1:{args.sandbox_port}")
     env.setdefault("LEAP_API_KEY", settings.DEFAULT_SANDBOX_API_KEY)
     env.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
+    env.setdefault("SITE_CONTROLLER_URL", f"http://127.0.0.1:{args.site_controller_port}")
     Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     vpp = [sys.executable, "-m", "vpp_pipeline.cli"]
+    commands = {
+        "sandbox": [*vpp, "sandbox", "--port", str(args.sandbox_port), "--seed", str(args.seed)],
+        "receiver": [*vpp, "receiver", "--port", str(DEFAULT_RECEIVER_PORT)],
+        "site-controller": [*vpp, "site-controller", "--port", str(args.site_controller_port)],
+        "dagster": [
+            sys.executable,
+            "-m",
+            "dagster",
+            "dev",
+            "-w",
+            "workspace.yaml",
+            "-p",
+            str(args.port),
+        ],
+    }
     # Each child leads its own process group so that stopping it stops its children too
     # (dagster dev runs a webserver and a daemon).
-    children = [
-        subprocess.Popen(
-            [*vpp, "sandbox", "--port", str(args.sandbox_port), "--seed", str(args.seed)],
-            env=env,
-            start_new_session=True,
-        ),
-        subprocess.Popen(
-            [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-p", str(args.port)],
-            env=env,
-            start_new_session=True,
-        ),
-    ]
-    print(
-        f"vpp dev: sandbox on {env['LEAP_API_BASE_URL']}, Dagster UI on http://127.0.0.1:{args.port}"
-        " (Ctrl-C stops both)",
-        flush=True,
-    )
+    children = {
+        name: subprocess.Popen(command, env=env, start_new_session=True)
+        for name, command in commands.items()
+    }
     try:
-        while all(child.poll() is None for child in children):
+        _register_dev_webhooks(
+            env["LEAP_API_BASE_URL"],
+            env["LEAP_API_KEY"],
+            f"http://127.0.0.1:{DEFAULT_RECEIVER_PORT}/leap/dispatch",
+            ReceiverSettings.from_env(),
+        )
+        print(
+            f"vpp dev: sandbox {env['LEAP_API_BASE_URL']}, receiver :{DEFAULT_RECEIVER_PORT}, "
+            f"site controller {env['SITE_CONTROLLER_URL']}, Dagster UI http://127.0.0.1:{args.port}"
+            "\n         try `vpp send-test-dispatch --program CCA`; Ctrl-C stops everything",
+            flush=True,
+        )
+        while all(child.poll() is None for child in children.values()):
             time.sleep(0.5)
+        exited = [name for name, child in children.items() if child.poll() is not None]
+        print(f"vpp dev: {', '.join(exited)} exited; stopping the rest", flush=True)
     except KeyboardInterrupt:
         pass
     finally:
-        for child in children:
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGINT)
-        deadline = time.monotonic() + 20
-        for child in children:
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
-    print("vpp dev: stopped sandbox and dagster", flush=True)
+        _stop(children.values())
+    print("vpp dev: stopped sandbox, receiver, site controller and dagster", flush=True)
     return 0
+
+
+def _register_dev_webhooks(base_url: str, api_key: str, url: str, receiver) -> None:
+    import httpx
+
+    from vpp_pipeline.dispatch.demo import register_webhook
+
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(f"{base_url}/_sandbox/health", timeout=1).raise_for_status()
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                print("vpp dev: the sandbox did not come up; webhooks not registered", flush=True)
+                return
+            time.sleep(0.3)
+    for level in ("meter", "group"):
+        register_webhook(base_url, api_key, level, url, receiver.header_name, receiver.api_key)
+
+
+def _stop(children) -> None:
+    children = list(children)
+    for child in children:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGINT)
+    deadline = time.monotonic() + 20
+    for child in children:
+        try:
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")
     dev.add_argument("--sandbox-port", type=int, default=settings.DEFAULT_SANDBOX_PORT)
     dev.add_argument("--seed", type=int, default=7)
+    dev.add_argument("--site-controller-port", type=int, default=8790)
     dev.set_defaults(func=_cmd_dev)
 
     from vpp_pipeline.dispatch.cli import add_dispatch_commands  # receiver, site-controller, ...

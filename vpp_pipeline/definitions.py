@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets import analyze_intervals, bid, connect, dispatch, manage
+from assets import analyze_intervals, analyze_performance, bid, connect, dispatch, manage
 from vpp_pipeline.dispatch.resources import ops_store_resource, site_controller_resource
 from vpp_pipeline.resources import duckdb_resource, interval_source_resource, leap_resource
 
-STAGE_MODULES = [connect, manage, analyze_intervals, dispatch, bid]
+STAGE_MODULES = [connect, manage, analyze_intervals, dispatch, bid, analyze_performance]
 
 
 def default_resources() -> dict:

@@ -49,6 +49,7 @@ class Stage:
     label: str
     selection: dg.AssetSelection | None = None
     partition_range: Callable[[DemoContext], tuple[str, str]] | None = None
+    partition_key: Callable[[DemoContext], str] | None = None
     run_config: dict | None = None
     action: Callable[[DemoContext], list[str]] | None = None
 
@@ -131,6 +132,49 @@ def _dispatch_report(ctx: DemoContext) -> list[str]:
     ]
 
 
+def _yesterday(ctx: DemoContext) -> str:
+    return (
+        datetime.now(ZoneInfo(settings.market_timezone())).date() - timedelta(days=1)
+    ).isoformat()
+
+
+def _performance_report(ctx: DemoContext) -> list[str]:
+    import duckdb
+
+    from vpp_pipeline.measurement.summary import performance_summary
+
+    with duckdb.connect(str(ctx.duckdb_path), read_only=True) as conn:
+        summary = performance_summary(conn)
+        by_method = conn.execute(
+            "SELECT baseline_method, count(*), round(avg(performance_factor), 3) FROM event_performance "
+            "WHERE status = 'scored' GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+    ctx.notes["performance"] = summary
+    mean_pf = summary["portfolio_mean_performance_factor"]
+    lines = [
+        f"meter events by status: {summary['events_by_status']}",
+        f"portfolio mean performance factor: {mean_pf:.3f} over {summary['scored_events']} scored events"
+        if mean_pf is not None
+        else "portfolio mean performance factor: no scored events yet",
+        "by baseline method: " + ", ".join(f"{m} {n} events pf {pf}" for m, n, pf in by_method),
+        f"flagged meters as of {summary['flagged_as_of']}: {len(summary['flagged_meters'])}",
+    ]
+    for flag in summary["flagged_meters"]:
+        pf = flag["mean_performance_factor"]
+        lines.append(
+            f"  {flag['meter_id']}  {','.join(flag['reason_codes'])}"
+            f"  mean pf {'-' if pf is None else f'{pf:.2f}'}"
+            f"  min completeness {flag['min_data_completeness']:.2f}"
+        )
+    unreliable = summary["unreliable_baselines"]
+    lines.append(f"meter/method pairs with unreliable baselines (RRMSE > 20%): {len(unreliable)}")
+    for row in unreliable:
+        lines.append(
+            f"  {row['meter_id']}  {row['method']}  RRMSE {row['rrmse']:.1%}  bias {row['bias']:+.1%}"
+        )
+    return lines
+
+
 #: The journey, in order. Later stages append here.
 STAGES: list[Stage] = [
     Stage(
@@ -145,6 +189,24 @@ STAGES: list[Stage] = [
         selection=dg.AssetSelection.assets("interval_files", "interval_reads"),
         partition_range=_interval_range,
         action=_interval_report,
+    ),
+    Stage(
+        "performance",
+        "dispatch events, baselines, event performance, baseline accuracy, reconciliation",
+        selection=dg.AssetSelection.assets(
+            "dispatch_events",
+            "baselines",
+            "event_performance",
+            "baseline_accuracy",
+            "performance_reconciliation",
+        ),
+    ),
+    Stage(
+        "underperformers",
+        "underperformer flags as of yesterday (market time)",
+        selection=dg.AssetSelection.assets("underperformers"),
+        partition_key=_yesterday,
+        action=_performance_report,
     ),
     Stage(
         "dispatch",
@@ -168,6 +230,15 @@ SUMMARY_TABLES = [
     "nominations",
     "interval_reads",
     "interval_rejects",
+    "dispatch_events",
+    "baselines",
+    "event_performance",
+    "underperformers",
+    "baseline_accuracy",
+    "performance_reconciliation",
+    "load_forecast",
+    "bid_inputs",
+    "bids",
 ]
 
 
@@ -196,6 +267,7 @@ def materialize_stage(stage: Stage, ctx: DemoContext, outcome: StageOutcome) -> 
             *dg.load_asset_checks_from_modules(STAGE_MODULES),
         ],
         selection=stage.selection,
+        partition_key=stage.partition_key(ctx) if stage.partition_key else None,
         resources=ctx.resources,
         instance=ctx.instance,
         run_config={**QUIET_RUN_CONFIG, **(stage.run_config or {})},

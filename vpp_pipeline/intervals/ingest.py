@@ -392,13 +392,23 @@ def local_day_bounds_utc(
     return start, end
 
 
+#: Days rebuilt per SQL statement: bounds the sort behind the correction rule.
+REBUILD_DAYS_PER_STATEMENT = 31
+
+
 def rebuild_interval_reads(
     conn: duckdb.DuckDBPyConnection, start_date: date, end_date: date
 ) -> int:
-    """Rebuild ``interval_reads`` for local days [start_date, end_date]; returns its row count there."""
+    """Rebuild ``interval_reads`` for local days [start_date, end_date] in one transaction
+    (in chunks of days, so a year's backfill does not sort every delivery at once);
+    returns its row count there."""
     _ensure_tables(conn)
     with transaction(conn):
-        execute_models(conn, "interval_reads", start_date=start_date, end_date=end_date)
+        chunk_start = start_date
+        while chunk_start <= end_date:
+            chunk_end = min(end_date, chunk_start + timedelta(days=REBUILD_DAYS_PER_STATEMENT - 1))
+            execute_models(conn, "interval_reads", start_date=chunk_start, end_date=chunk_end)
+            chunk_start = chunk_end + timedelta(days=1)
     return conn.execute(
         "SELECT count(*) FROM interval_reads WHERE local_date BETWEEN $s AND $e",
         {"s": start_date, "e": end_date},

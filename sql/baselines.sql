@@ -1,0 +1,31 @@
+-- baselines: per meter event and quarter hour of the event window, the baseline (kWh).
+--
+-- Columns: method (10-in-10, 4-in-4, high-4-of-5, meter-generator-output), baseline_status
+-- ('ok' or 'insufficient_data'), interval_start/interval_end (UTC), local_time (market-local
+-- wall-clock HH:MM), eligible_days (the market-local days averaged, most recent first; for
+-- high 4 of 5 without the dropped day), unadjusted_kwh, adjustment_ratio (day-of ratio,
+-- clamped), adjustment_additive_kwh (high 4 of 5), adjusted_kwh, actual_kwh (NULL = no
+-- reading). The whole table is rebuilt from baseline_intervals (purpose 'events').
+
+CREATE OR REPLACE TABLE baselines AS
+SELECT
+    meter_event_id,
+    meter_id,
+    method,
+    baseline_status,
+    interval_start,
+    interval_end,
+    local_time,
+    eligible_days,
+    days_used,
+    days_found,
+    eligible_day_intervals,
+    unadjusted_kwh,
+    adjustment_ratio,
+    adjustment_additive_kwh,
+    adjusted_kwh,
+    adjusted_kwh - unadjusted_kwh AS adjustment_kwh,
+    actual_kwh
+FROM baseline_intervals
+WHERE role = 'event'
+ORDER BY meter_event_id, interval_start;

@@ -1,0 +1,142 @@
+-- dispatch_events: one row per meter event, for analysis (baselines, performance).
+--
+-- Inputs (temp tables, see vpp_pipeline/measurement/dispatch_frames.py):
+--   stg_meter_dispatch_slots  meter-level timeslots from POST /v2/dispatch/meter/search
+--   stg_group_dispatch_slots  group-level timeslots (meter_ids = the group's members)
+--   stg_ops_dispatch_events   the ops-store mirror (same columns as this table; may be empty)
+--   nominations               nomination_kw per meter and program over [start_time, end_time)
+--
+-- A group event becomes one row per member meter, id '<market_group_event_id>:<meter_id>'.
+-- energy_kw and nomination_kw are split in proportion to the members' nomination_kw for the
+-- event's program at its start, equally when any member's nomination is unknown (or all 0).
+-- An ops-store row wins over a search row with the same meter_event_id (it is the
+-- dispatch path's record of what was received and acted on).
+
+CREATE OR REPLACE TABLE dispatch_events AS
+WITH group_members AS (
+    SELECT g.*, unnest(g.meter_ids) AS member_meter_id, len(g.meter_ids) AS member_count
+    FROM stg_group_dispatch_slots g
+),
+member_nominations AS (
+    SELECT
+        m.market_group_event_id,
+        m.member_meter_id,
+        max(n.nomination_kw) AS member_nomination_kw
+    FROM group_members m
+    LEFT JOIN nominations n
+        ON n.meter_id = m.member_meter_id
+        AND n.program_identifier = m.programs[1]
+        AND n.start_time <= m.start_time
+        AND (n.end_time IS NULL OR m.start_time < n.end_time)
+    GROUP BY ALL
+),
+member_shares AS (
+    SELECT
+        m.*,
+        mn.member_nomination_kw,
+        count(mn.member_nomination_kw) OVER w AS known_members,
+        sum(mn.member_nomination_kw) OVER w AS group_nomination_kw
+    FROM group_members m
+    JOIN member_nominations mn USING (market_group_event_id, member_meter_id)
+    WINDOW w AS (PARTITION BY m.market_group_event_id)
+),
+group_rows AS (
+    SELECT
+        market_group_event_id || ':' || member_meter_id AS meter_event_id,
+        market_group_event_id,
+        market_group_id,
+        member_meter_id AS meter_id,
+        programs,
+        start_time,
+        end_time,
+        CASE
+            WHEN known_members = member_count AND group_nomination_kw > 0
+                THEN member_nomination_kw / group_nomination_kw
+            ELSE 1.0 / member_count
+        END AS share,
+        energy_kw,
+        nomination_kw,
+        priority,
+        is_voluntary,
+        performance_compensation_cap,
+        dispatch_event_types,
+        cancelled,
+        is_test,
+        revision,
+        updated_at
+    FROM member_shares
+),
+search_rows AS (
+    SELECT
+        meter_event_id,
+        CAST(NULL AS VARCHAR) AS market_group_event_id,
+        CAST(NULL AS VARCHAR) AS market_group_id,
+        meter_id,
+        programs,
+        start_time,
+        end_time,
+        energy_kw,
+        nomination_kw,
+        priority,
+        is_voluntary,
+        performance_compensation_cap,
+        dispatch_event_types,
+        cancelled,
+        is_test,
+        revision,
+        'search' AS source,
+        updated_at
+    FROM stg_meter_dispatch_slots
+    UNION ALL
+    SELECT
+        meter_event_id,
+        market_group_event_id,
+        market_group_id,
+        meter_id,
+        programs,
+        start_time,
+        end_time,
+        energy_kw * share,
+        nomination_kw * share,
+        priority,
+        is_voluntary,
+        performance_compensation_cap,
+        dispatch_event_types,
+        cancelled,
+        is_test,
+        revision,
+        'search' AS source,
+        updated_at
+    FROM group_rows
+),
+all_rows AS (
+    SELECT 1 AS precedence, * EXCLUDE (committed_kw) FROM stg_ops_dispatch_events
+    UNION ALL BY NAME
+    SELECT 2 AS precedence, * FROM search_rows
+)
+SELECT
+    CAST(meter_event_id AS VARCHAR) AS meter_event_id,
+    CAST(market_group_event_id AS VARCHAR) AS market_group_event_id,
+    CAST(market_group_id AS VARCHAR) AS market_group_id,
+    CAST(meter_id AS VARCHAR) AS meter_id,
+    CAST(programs AS VARCHAR[]) AS programs,
+    CAST(start_time AS TIMESTAMPTZ) AS start_time,
+    CAST(end_time AS TIMESTAMPTZ) AS end_time,
+    CAST(energy_kw AS DOUBLE) AS energy_kw,
+    CAST(nomination_kw AS DOUBLE) AS nomination_kw,
+    CAST(coalesce(energy_kw, nomination_kw) AS DOUBLE) AS committed_kw,
+    CAST(priority AS INTEGER) AS priority,
+    CAST(is_voluntary AS BOOLEAN) AS is_voluntary,
+    CAST(performance_compensation_cap AS VARCHAR) AS performance_compensation_cap,
+    CAST(dispatch_event_types AS VARCHAR[]) AS dispatch_event_types,
+    CAST(cancelled AS BOOLEAN) AS cancelled,
+    CAST(coalesce(is_test, false) AS BOOLEAN) AS is_test,
+    CAST(revision AS INTEGER) AS revision,
+    CAST(source AS VARCHAR) AS source,
+    CAST(updated_at AS TIMESTAMPTZ) AS updated_at
+FROM all_rows
+QUALIFY row_number() OVER (
+    PARTITION BY meter_event_id
+    ORDER BY precedence, revision DESC NULLS LAST, updated_at DESC NULLS LAST
+) = 1
+ORDER BY start_time, meter_id, meter_event_id;

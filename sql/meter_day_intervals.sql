@@ -1,0 +1,48 @@
+-- meter_day_intervals (temp): per meter and market-local day in [days_from, days_to], the
+-- quarter hours with a reading and the quarter hours the day has (92, 96 or 100 on DST days).
+--
+-- Inputs: interval_reads, meter_profiles, variables days_from, days_to (DATE),
+-- interval_local_timezone (the zone of interval_reads.local_date).
+--
+-- Meters in the interval table's own zone use its local_date column: converting every
+-- reading's instant to local time is the most expensive thing this pipeline could do, and
+-- only meters of other markets need it.
+
+CREATE OR REPLACE TEMP TABLE meter_day_intervals AS
+WITH present AS (
+    SELECT p.meter_id, p.tz, c.local_date, c.intervals_present
+    FROM (
+        SELECT meter_id, local_date, count(kwh) AS intervals_present
+        FROM interval_reads
+        WHERE local_date BETWEEN getvariable('days_from') AND getvariable('days_to')
+        GROUP BY ALL
+    ) c
+    JOIN meter_profiles p USING (meter_id)
+    WHERE p.tz = getvariable('interval_local_timezone')
+    UNION ALL
+    SELECT
+        i.meter_id,
+        p.tz,
+        CAST(timezone(p.tz, i.interval_start) AS DATE) AS local_date,
+        count(i.kwh) AS intervals_present
+    FROM interval_reads i
+    JOIN (
+        SELECT * FROM meter_profiles WHERE tz <> getvariable('interval_local_timezone')
+    ) p USING (meter_id)
+    WHERE i.local_date BETWEEN getvariable('days_from') - 1 AND getvariable('days_to') + 1
+    GROUP BY ALL
+),
+day_lengths AS (
+    SELECT
+        tz,
+        local_date,
+        CAST(
+            epoch(timezone(tz, CAST(local_date + 1 AS TIMESTAMP)) - timezone(tz, CAST(local_date AS TIMESTAMP))) / 900
+            AS INTEGER
+        ) AS intervals_expected
+    FROM (SELECT DISTINCT tz, local_date FROM present)
+)
+SELECT p.meter_id, p.local_date, p.intervals_present, d.intervals_expected
+FROM present p
+JOIN day_lengths d USING (tz, local_date)
+WHERE p.local_date BETWEEN getvariable('days_from') AND getvariable('days_to');

@@ -1,0 +1,23 @@
+-- meter_profiles (temp): per meter, the market time zone that day-level baseline logic uses
+-- and whether the meter is a battery submeter (baseline = meter generator output).
+--
+-- Inputs: meters (may lack meters that only have interval data), interval_reads,
+-- dispatch_events, market_timezones (temp: transmission_region -> IANA zone), variables
+-- default_timezone.
+
+CREATE OR REPLACE TEMP TABLE meter_profiles AS
+WITH known_meters AS (
+    SELECT meter_id FROM meters
+    UNION
+    SELECT DISTINCT meter_id FROM dispatch_events
+)
+SELECT
+    k.meter_id,
+    coalesce(tz.timezone, getvariable('default_timezone')) AS tz,
+    coalesce(
+        m.meter_type IN ('SUBMETER', 'DEVICE') AND list_contains(m.load_types, 'BATTERY_STORAGE'),
+        false
+    ) AS is_battery_submeter
+FROM known_meters k
+LEFT JOIN meters m USING (meter_id)
+LEFT JOIN market_timezones tz ON tz.transmission_region = m.transmission_region;
