@@ -193,6 +193,8 @@ CSV_ONLY_RUN_CONFIG = {"ops": {"interval_reads": {"config": {"fetch_api": False}
     jobs=[interval_reads_job, interval_files_job],
     minimum_interval_seconds=30,
     description="Requests the interval_reads partitions that each new landing file touches.",
+    # On by default: it only lists a folder, and a dropped file should not wait for a person.
+    default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def interval_landing_sensor(
     context: dg.SensorEvaluationContext, interval_source: IntervalSourceResource

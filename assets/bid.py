@@ -10,6 +10,7 @@ current, still open day is offset 1).
 from datetime import date
 
 import dagster as dg
+import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from assets.checks import sql_check, unique_check
@@ -17,20 +18,48 @@ from vpp_pipeline.bidding import market, pipeline
 from vpp_pipeline.bidding.tariffs import load_tariffs
 from vpp_pipeline.bidding.validation import BidValidationError
 from vpp_pipeline.resources import LeapResource
-from vpp_pipeline.warehouse import preview_markdown
+from vpp_pipeline.warehouse import preview_markdown, stage_frame
 
 trading_days = dg.DailyPartitionsDefinition(
     start_date="2025-01-01", timezone=market.MARKET_TIMEZONE, end_offset=3
 )
 
-tariffs = dg.AssetSpec(
-    "tariffs",
-    group_name="bid",
-    kinds={"toml"},
-    description="Retail tariffs (TOU $/kWh, demand charge $/kW-month and its window) from "
-    "vpp_pipeline/config/tariffs.toml or VPP_TARIFFS_PATH; meters refer to them by "
-    "`tariff` code.",
-)
+
+@dg.asset(group_name="bid", kinds={"duckdb"}, pool="duckdb")
+def tariffs(duckdb: DuckDBResource) -> dg.MaterializeResult:
+    """Retail tariffs (TOU $/kWh by period, demand charge $/kW-month and its window) from
+    vpp_pipeline/config/tariffs.toml or VPP_TARIFFS_PATH, as the DuckDB table `tariffs`
+    (one row per tariff and TOU period; local hours [start, end)). Meters refer to them by
+    their `tariff` code; unknown codes fall back to the book's fallback tariff."""
+    book = load_tariffs()
+    rows = [
+        {
+            "tariff": t.code,
+            "name": t.name,
+            "timezone": t.timezone,
+            "period": p.name,
+            "period_order": i,
+            "period_days": p.window.days,
+            "period_start_hour": p.window.start_hour,
+            "period_end_hour": p.window.end_hour,
+            "energy_usd_per_kwh": p.energy_usd_per_kwh,
+            "demand_charge_usd_per_kw_month": t.demand_charge_usd_per_kw_month,
+            "demand_days": t.demand_window.days,
+            "demand_start_hour": t.demand_window.start_hour,
+            "demand_end_hour": t.demand_window.end_hour,
+            "is_fallback": t.code == book.fallback_code,
+        }
+        for t in book.tariffs.values()
+        for i, p in enumerate(t.periods)
+    ]
+    with duckdb.get_connection() as conn:
+        stage_frame(conn, "stg_tariffs", pl.DataFrame(rows))
+        conn.execute(
+            "CREATE OR REPLACE TABLE tariffs AS SELECT * FROM stg_tariffs ORDER BY tariff, period_order"
+        )
+    return dg.MaterializeResult(
+        metadata={"tariffs": len(book.tariffs), "rows": len(rows), "fallback": book.fallback_code}
+    )
 
 
 def _day(context: dg.AssetExecutionContext) -> date:
@@ -203,7 +232,7 @@ bid_inputs_soc_within_limits = sql_check(
 
 bid_job = dg.define_asset_job(
     "bid_job",
-    selection=dg.AssetSelection.assets(day_ahead_prices, load_forecast, bid_inputs, bids),
+    selection=dg.AssetSelection.assets(tariffs, day_ahead_prices, load_forecast, bid_inputs, bids),
     partitions_def=trading_days,
     description="Prices, load forecasts, bid inputs and bids for one CAISO trading day.",
 )

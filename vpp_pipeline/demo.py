@@ -284,7 +284,13 @@ def materialize_stage(stage: Stage, ctx: DemoContext, outcome: StageOutcome) -> 
         if not evaluation.passed and severity == "ERROR":
             outcome.failed_checks.append(evaluation.asset_check_key.name)
         elif not evaluation.passed:
-            outcome.report.append(f"warning: check {evaluation.asset_check_key.name} did not pass")
+            found = evaluation.metadata.get("violations")
+            count = (
+                f" ({found.value} findings; see the check in the UI)" if found is not None else ""
+            )
+            outcome.report.append(
+                f"warning: check {evaluation.asset_check_key.name} did not pass{count}"
+            )
 
 
 def run_stage(stage: Stage, ctx: DemoContext) -> StageOutcome:

@@ -15,7 +15,7 @@ import duckdb
 
 from vpp_pipeline.bidding import market
 
-BID_ASSETS = ("day_ahead_prices", "load_forecast", "bid_inputs", "bids")
+BID_ASSETS = ("tariffs", "day_ahead_prices", "load_forecast", "bid_inputs", "bids")
 
 
 def run_bid_demo(
