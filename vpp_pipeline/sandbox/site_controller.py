@@ -23,15 +23,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vpp_pipeline.dispatch.delivery import DEFAULT_SITE_CONTROLLER_TOKEN
-
-from .server import _bind
+from vpp_pipeline.http_server import BackgroundServer, bind_socket, serve_in_foreground
 
 DEFAULT_SITE_CONTROLLER_PORT = 8790
 REQUIRED_FIELDS = (
@@ -161,27 +159,19 @@ def create_site_controller_app(state: SiteControllerState) -> Starlette:
     )
 
 
-def _config(app, host: str) -> uvicorn.Config:
-    return uvicorn.Config(
-        app, host=host, log_level="warning", access_log=False, lifespan="off", ws="none"
-    )
-
-
-class SiteControllerServer:
+class SiteControllerServer(BackgroundServer):
     """The sandbox site controller on 127.0.0.1 in a daemon thread; ``port=0`` picks a free port."""
+
+    server_name = "site-controller"
 
     def __init__(
         self, token: str = DEFAULT_SITE_CONTROLLER_TOKEN, port: int = 0, host: str = "127.0.0.1"
     ) -> None:
+        super().__init__(host=host, port=port)
         self.state = SiteControllerState(token=token)
-        self.host, self.port = host, port
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._sock = None
 
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+    def build_app(self):
+        return create_site_controller_app(self.state)
 
     @property
     def token(self) -> str:
@@ -209,40 +199,6 @@ class SiteControllerServer:
             self.state.schedules.clear()
             self.state.fail_mode, self.state.fail_count = None, 0
 
-    def start(self, timeout: float = 10.0) -> SiteControllerServer:
-        self._sock = _bind(self.host, self.port)
-        self.port = self._sock.getsockname()[1]
-        self._server = uvicorn.Server(_config(create_site_controller_app(self.state), self.host))
-        self._thread = threading.Thread(
-            target=self._server.run,
-            kwargs={"sockets": [self._sock]},
-            name=f"site-controller-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("site controller did not start")
-            time.sleep(0.01)
-        return self
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout)
-        if self._sock is not None:
-            self._sock.close()
-        self._server = self._thread = self._sock = None
-
-    def __enter__(self) -> SiteControllerServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
 
 def serve_forever(
     port: int = DEFAULT_SITE_CONTROLLER_PORT,
@@ -250,9 +206,6 @@ def serve_forever(
     host: str = "127.0.0.1",
 ) -> None:
     state = SiteControllerState(token=token)
-    sock = _bind(host, port)
+    sock = bind_socket(host, port)
     print(f"sandbox site controller on http://{host}:{sock.getsockname()[1]}", flush=True)
-    try:
-        uvicorn.Server(_config(create_site_controller_app(state), host)).run(sockets=[sock])
-    finally:
-        sock.close()
+    serve_in_foreground(create_site_controller_app(state), sock)
