@@ -73,12 +73,34 @@ def generate(
         {"tz": TZ, "first": FIRST_DAY, "last": last_day},
     )
     conn.execute(
+        "CREATE TABLE interval_reads (meter_id VARCHAR, interval_start TIMESTAMPTZ, "
+        "interval_end TIMESTAMPTZ, kwh DOUBLE, consumed_kwh DOUBLE, generated_kwh DOUBLE, "
+        "final BOOLEAN, source VARCHAR, source_file VARCHAR, loaded_at TIMESTAMPTZ, "
+        "local_date DATE)"
+    )
+    # Inserted month by month in (local_date, meter_id, interval_start) order, as the
+    # pipeline's daily loads write them (so zone maps on local_date are realistic).
+    month_starts = sorted({d.replace(day=1) for d in _days(FIRST_DAY, last_day)})
+    for month_start in month_starts:
+        month_end = (month_start + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+        _insert_reads(conn, meters, max(month_start, FIRST_DAY), min(month_end, last_day))
+    conn.execute(f"CREATE TABLE dispatch_events ({DISPATCH_EVENT_COLUMNS})")
+    _insert_events(conn, meters, days, events_per_month, last_day)
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=k) for k in range((last - first).days + 1)]
+
+
+def _insert_reads(conn: duckdb.DuckDBPyConnection, meters: int, first: date, last: date) -> None:
+    conn.execute(
         """
-        CREATE TABLE interval_reads AS
+        INSERT INTO interval_reads
         WITH quarters AS (
             SELECT local_date, unnest(generate_series(day_start, day_end - INTERVAL 15 MINUTE,
                 INTERVAL 15 MINUTE)) AS interval_start
             FROM bench_days
+            WHERE local_date BETWEEN $first AND $last
         )
         SELECT
             'm' || lpad(CAST(m AS VARCHAR), 6, '0') AS meter_id,
@@ -101,10 +123,15 @@ def generate(
         FROM range($meters) r(m), quarters q
         -- 1 meter in 50 misses a few quarter hours on a few days (incomplete days)
         WHERE NOT (m % 50 = 3 AND hash(m, q.interval_start) % 500 = 0)
+        ORDER BY q.local_date, meter_id, q.interval_start
         """,
-        {"meters": meters},
+        {"meters": meters, "first": first, "last": last},
     )
-    conn.execute(f"CREATE TABLE dispatch_events ({DISPATCH_EVENT_COLUMNS})")
+
+
+def _insert_events(
+    conn: duckdb.DuckDBPyConnection, meters: int, days: int, events_per_month: int, last_day: date
+) -> None:
     conn.execute(
         """
         INSERT INTO dispatch_events

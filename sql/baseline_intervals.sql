@@ -2,14 +2,20 @@
 -- of its adjustment window ('adjustment'): the unadjusted and adjusted baseline (kWh), the
 -- adjustment, and the meter's actual kWh.
 --
--- Inputs: baseline_requests, eligible_days, interval_reads.
+-- Inputs: baseline_requests, eligible_days, interval_reads, variable interval_local_timezone
+-- (the zone of interval_reads.local_date).
 --
 -- "Same interval of day" is the same market-local wall-clock start: a baseline day lacking
 -- that wall-clock time (spring forward) is skipped for it; one where it repeats (fall back)
--- contributes the mean of its two readings. Instead of converting every reading to local
--- time, the wall-clock times needed are turned into UTC instants through a small table of
--- every quarter hour of the days involved (local_clock), and the readings are looked up by
--- (meter_id, interval_start).
+-- contributes the mean of its two readings. Readings are never converted to local time one
+-- by one: a small table of every quarter hour of the days involved (local_clock) maps UTC
+-- starts to wall-clock starts.
+--
+-- Cost: interval_reads is scanned once, joined to a small table of (meter, day) spans (one
+-- per request and day it needs: its baseline days and its own event day), so the big scan
+-- probes a hash table of a few hundred thousand keys instead of one key per quarter hour
+-- needed; only the readings inside a span go on to be matched to the quarter hours that
+-- need them, on integer keys.
 --
 -- Methods: 10-in-10 and 4-in-4 average the chosen days and multiply by the day-of ratio
 -- sum(actual) / sum(unadjusted) over the adjustment window (quarter hours with a reading),
@@ -21,14 +27,16 @@
 
 CREATE OR REPLACE TEMP TABLE baseline_intervals AS
 WITH needed AS (
-    SELECT r.request_id, r.meter_id, r.tz, r.event_date, 'event' AS role, unnest(generate_series(
-        r.window_start, r.window_end - INTERVAL 1 MICROSECOND, INTERVAL 15 MINUTE
-    )) AS interval_start
+    SELECT r.request_no, r.request_id, r.meter_id, r.tz, r.event_date, 'event' AS role,
+        unnest(generate_series(
+            r.window_start, r.window_end - INTERVAL 1 MICROSECOND, INTERVAL 15 MINUTE
+        )) AS interval_start
     FROM baseline_requests r
     UNION ALL
-    SELECT r.request_id, r.meter_id, r.tz, r.event_date, 'adjustment' AS role, unnest(generate_series(
-        r.adjustment_start, r.adjustment_end - INTERVAL 1 MICROSECOND, INTERVAL 15 MINUTE
-    )) AS interval_start
+    SELECT r.request_no, r.request_id, r.meter_id, r.tz, r.event_date, 'adjustment' AS role,
+        unnest(generate_series(
+            r.adjustment_start, r.adjustment_end - INTERVAL 1 MICROSECOND, INTERVAL 15 MINUTE
+        )) AS interval_start
     FROM baseline_requests r
     WHERE r.method <> 'meter-generator-output' AND r.adjustment_end > r.adjustment_start
 ),
@@ -47,7 +55,7 @@ zone_ranges AS (
     FROM zones z JOIN baseline_requests r USING (tz)
     GROUP BY z.tz, z.lookback_days
 ),
-local_clock AS (
+local_clock AS MATERIALIZED (
     SELECT
         tz,
         utc_start,
@@ -59,63 +67,185 @@ local_clock AS (
         FROM zone_ranges
     )
 ),
-needed_local AS (
+needed_local AS MATERIALIZED (
     SELECT
         n.* EXCLUDE (event_date),
         c.local_start,
         -- wall-clock position relative to the event day's local midnight (may be negative)
-        c.local_start - CAST(n.event_date AS TIMESTAMP) AS wall_offset
+        c.local_start - CAST(n.event_date AS TIMESTAMP) AS wall_offset,
+        -- the same in microseconds: integer join keys are far cheaper than INTERVALs
+        epoch_us(c.local_start) - epoch_us(CAST(n.event_date AS TIMESTAMP)) AS wall_offset_us
     FROM needed n
     JOIN local_clock c ON c.tz = n.tz AND c.utc_start = n.interval_start
 ),
-key_walls AS (
+-- Per request, the span of readings it needs: on the event day itself the UTC span of its
+-- quarter hours; on each baseline day the same wall-clock span moved to that day.
+request_spans AS (
     SELECT
-        n.request_id,
-        n.role,
-        n.interval_start,
-        n.meter_id,
-        n.tz,
-        e.local_date AS baseline_day,
-        CAST(e.local_date AS TIMESTAMP) + n.wall_offset AS wall
+        n.request_no,
+        any_value(n.meter_id) AS meter_id,
+        any_value(n.tz) AS tz,
+        min(n.interval_start) AS first_start,
+        max(n.interval_start) AS last_start,
+        min(n.wall_offset) AS first_wall,
+        max(n.wall_offset) AS last_wall,
+        -- Whether a reading's quarter hour (and role) follows from its instant alone: no DST
+        -- change inside the event-day span (wall clock and UTC advance together) and
+        -- event and adjustment windows that do not overlap (each instant has one role).
+        epoch_us(max(n.interval_start)) - epoch_us(min(n.interval_start))
+            = max(n.wall_offset_us) - min(n.wall_offset_us)
+            AND (
+                any_value(r.method) = 'meter-generator-output'
+                OR any_value(r.adjustment_end) <= any_value(r.window_start)
+                OR any_value(r.adjustment_start) >= any_value(r.window_end)
+            ) AS linear
     FROM needed_local n
-    JOIN eligible_days e USING (request_id)
+    JOIN baseline_requests r USING (request_no)
+    GROUP BY n.request_no
 ),
-reading_keys AS (
-    SELECT k.* EXCLUDE (tz, wall), c.utc_start AS reading_start, c.reading_weight
-    FROM key_walls k
-    JOIN local_clock c ON c.tz = k.tz AND c.local_start = k.wall
+baseline_spans AS (
+    SELECT
+        s.request_no,
+        s.meter_id,
+        s.tz,
+        s.first_start,
+        s.linear,
+        e.local_date AS baseline_day,
+        CAST(e.local_date AS TIMESTAMP) + s.first_wall AS wall_first,
+        CAST(e.local_date AS TIMESTAMP) + s.last_wall AS wall_last
+    FROM request_spans s
+    JOIN (SELECT r.request_no, e.local_date FROM eligible_days e JOIN baseline_requests r USING (request_id)) e
+        USING (request_no)
 ),
--- one pass over interval_reads for both lookups: baseline-day readings and the event
--- day's own readings (baseline_day NULL)
-lookups AS (
-    SELECT request_id, role, interval_start, meter_id, baseline_day, reading_start, reading_weight
-    FROM reading_keys
+-- shift_us: what moves a reading's instant onto the needed quarter hour of the same wall-clock
+-- time (0 on the event day), when that is a constant; NULL where a DST change is near,
+-- and such spans are matched wall clock by wall clock further down.
+day_spans AS (
+    SELECT
+        request_no,
+        meter_id,
+        tz,
+        CAST(NULL AS DATE) AS baseline_day,
+        first_start AS span_start,
+        last_start AS span_last,
+        CASE WHEN linear THEN 0 END AS shift_us
+    FROM request_spans
     UNION ALL
-    SELECT request_id, role, interval_start, meter_id, NULL, interval_start, 1.0
-    FROM needed_local
+    -- A wall-clock time converts to UTC ambiguously (or not at all) across a DST change, so
+    -- a span with one within a day of it is widened by an hour each side; elsewhere the
+    -- conversion is exact.
+    SELECT
+        request_no,
+        meter_id,
+        tz,
+        baseline_day,
+        timezone(tz, wall_first) - CASE WHEN dst_free THEN INTERVAL 0 HOUR ELSE INTERVAL 1 HOUR END,
+        timezone(tz, wall_last) + CASE WHEN dst_free THEN INTERVAL 0 HOUR ELSE INTERVAL 1 HOUR END,
+        CASE WHEN dst_free AND linear THEN epoch_us(first_start) - epoch_us(timezone(tz, wall_first)) END
+    FROM (
+        SELECT
+            *,
+            epoch(timezone(tz, wall_last + INTERVAL 1 DAY))
+                - epoch(timezone(tz, wall_first - INTERVAL 1 DAY))
+                = epoch(wall_last + INTERVAL 1 DAY) - epoch(wall_first - INTERVAL 1 DAY) AS dst_free
+        FROM baseline_spans
+    )
 ),
-readings AS (
-    SELECT k.request_id, k.role, k.interval_start, k.baseline_day, k.reading_weight, i.kwh
-    FROM lookups k
-    JOIN interval_reads i ON i.meter_id = k.meter_id AND i.interval_start = k.reading_start
+-- keyed by the interval table's own local_date (one row per day a span touches)
+span_keys AS (
+    SELECT
+        *,
+        CAST(unnest(generate_series(
+            CAST(timezone(getvariable('interval_local_timezone'), span_start) AS DATE),
+            CAST(timezone(getvariable('interval_local_timezone'), span_last) AS DATE),
+            INTERVAL 1 DAY
+        )) AS DATE) AS read_date
+    FROM day_spans
+),
+span_reads AS MATERIALIZED (
+    SELECT
+        k.request_no,
+        k.tz,
+        k.baseline_day,
+        i.interval_start AS reading_start,
+        -- microseconds: integer arithmetic, not calendar arithmetic on 10^7 TIMESTAMPTZs
+        epoch_us(i.interval_start) + k.shift_us AS needed_us,
+        i.kwh
+    FROM interval_reads i
+    JOIN span_keys k
+        ON i.meter_id = k.meter_id
+        AND i.local_date = k.read_date
+        AND i.interval_start BETWEEN k.span_start AND k.span_last
+),
+-- Constant shift: the needed quarter hour is reading instant + shift_us, if it is one of the
+-- request's quarter hours (on the 15-minute grid, inside the event or adjustment window).
+-- Otherwise a baseline-day reading matches by its wall-clock offset from its day's local
+-- midnight, and an event-day reading (baseline_day NULL) by its instant.
+readings AS MATERIALIZED (
+    SELECT
+        request_no,
+        role,
+        to_timestamp(needed_us // 1000000) AS interval_start,
+        baseline_day,
+        1.0 AS reading_weight,
+        kwh
+    FROM (
+        SELECT
+            r.*,
+            CASE
+                WHEN r.needed_us % 900000000 <> 0 THEN NULL
+                WHEN r.needed_us >= q.window_start_us AND r.needed_us < q.window_end_us THEN 'event'
+                WHEN q.has_adjustment
+                    AND r.needed_us >= q.adjustment_start_us AND r.needed_us < q.adjustment_end_us
+                    THEN 'adjustment'
+            END AS role
+        FROM span_reads r
+        JOIN (
+            SELECT
+                request_no,
+                epoch_us(window_start) AS window_start_us,
+                epoch_us(window_end) AS window_end_us,
+                method <> 'meter-generator-output' AS has_adjustment,
+                epoch_us(adjustment_start) AS adjustment_start_us,
+                epoch_us(adjustment_end) AS adjustment_end_us
+            FROM baseline_requests
+        ) q USING (request_no)
+        WHERE r.needed_us IS NOT NULL
+    )
+    WHERE role IS NOT NULL
+    UNION ALL
+    SELECT n.request_no, n.role, n.interval_start, r.baseline_day, c.reading_weight, r.kwh
+    FROM span_reads r
+    JOIN local_clock c ON c.tz = r.tz AND c.utc_start = r.reading_start
+    JOIN needed_local n
+        ON n.request_no = r.request_no
+        AND n.wall_offset_us = epoch_us(c.local_start) - epoch_us(CAST(r.baseline_day AS TIMESTAMP))
+    WHERE r.needed_us IS NULL AND r.baseline_day IS NOT NULL
+    UNION ALL
+    SELECT n.request_no, n.role, n.interval_start, NULL, 1.0, r.kwh
+    FROM span_reads r
+    JOIN needed_local n ON n.request_no = r.request_no AND n.interval_start = r.reading_start
+    WHERE r.needed_us IS NULL AND r.baseline_day IS NULL
 ),
 -- Days contribute equally: a day's weights at one wall-clock time sum to 1, so
 -- sum(kwh x weight) / sum(weight) is the mean over days of each day's (mean) reading.
+-- (The event day's own readings, baseline_day NULL, all have weight 1.)
 dropped_days AS (
-    SELECT request_id, baseline_day
+    SELECT r.request_id, d.request_no, d.baseline_day
     FROM (
         SELECT
-            d.request_id,
+            d.request_no,
             d.baseline_day,
             sum(d.kwh * d.reading_weight) / sum(d.reading_weight) AS mean_event_load_kwh
         FROM readings d
-        SEMI JOIN (SELECT request_id FROM baseline_requests WHERE method = 'high-4-of-5') r
-            ON r.request_id = d.request_id
+        SEMI JOIN (SELECT request_no FROM baseline_requests WHERE method = 'high-4-of-5') r
+            ON r.request_no = d.request_no
         WHERE d.role = 'event' AND d.baseline_day IS NOT NULL
         GROUP BY ALL
-    )
+    ) d
+    JOIN baseline_requests r USING (request_no)
     QUALIFY row_number() OVER (
-        PARTITION BY request_id ORDER BY mean_event_load_kwh, baseline_day
+        PARTITION BY d.request_no ORDER BY d.mean_event_load_kwh, d.baseline_day
     ) = 1
 ),
 used_days AS (
@@ -136,12 +266,12 @@ request_days AS (
 ),
 unadjusted AS (
     SELECT
-        d.request_id,
+        d.request_no,
         d.role,
         d.interval_start,
         sum(d.kwh * d.reading_weight) / sum(d.reading_weight) AS unadjusted_kwh
     FROM readings d
-    ANTI JOIN dropped_days x ON x.request_id = d.request_id AND x.baseline_day = d.baseline_day
+    ANTI JOIN dropped_days x ON x.request_no = d.request_no AND x.baseline_day = d.baseline_day
     WHERE d.baseline_day IS NOT NULL
     GROUP BY ALL
 ),
@@ -155,9 +285,9 @@ with_actuals AS (
         u.unadjusted_kwh,
         a.kwh AS actual_kwh
     FROM needed_local n
-    LEFT JOIN unadjusted u USING (request_id, role, interval_start)
+    LEFT JOIN unadjusted u USING (request_no, role, interval_start)
     LEFT JOIN (SELECT * FROM readings WHERE baseline_day IS NULL) a
-        USING (request_id, role, interval_start)
+        USING (request_no, role, interval_start)
 ),
 adjustments AS (
     SELECT

@@ -106,6 +106,8 @@ with_method AS (
     JOIN params pr ON pr.program_identifier = k.param_key
 )
 SELECT
+    -- a dense integer alias of request_id: a cheap key for the heavy joins downstream
+    row_number() OVER () AS request_no,
     request_id,
     meter_event_id,
     meter_id,
