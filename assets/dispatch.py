@@ -1,28 +1,47 @@
-"""Dispatch: the inbox sensor, the dispatch job, the reconciliation schedule, and the DuckDB mirror.
+"""Dispatch: the inbox and retry sensors, the dispatch job, the reconciliation schedule, the DuckDB mirror.
 
-The sensor and both jobs touch only the ops store (SQLite) and HTTP APIs: no DuckDB, no ``duckdb`` pool, so
-no analytics run can delay a dispatch. Only the mirror asset (group ``dispatch``, pool ``duckdb``) writes
-DuckDB, from a copy of the ops store's events and actions.
+The sensors and both jobs touch only the ops store (SQLite) and HTTP APIs: no DuckDB, no ``duckdb`` pool,
+so no analytics run can delay a dispatch. Every dispatch_job and reconciliation run also re-sends the site
+commands that are still owed (failed after retries, or stranded by a crashed run; ``dispatch.outbox``), and
+``dispatch_retry_sensor`` requests a run for them as soon as one is due, so a failed command never waits for
+the next event. Only the mirror asset (group ``dispatch``, pool ``duckdb``) writes DuckDB, from a copy of
+the ops store's events and actions.
 """
+
+from datetime import UTC, datetime
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from vpp_pipeline.dispatch import mirror
-from vpp_pipeline.dispatch.processing import leap_site_fetcher, process_inbox, reconcile
+from vpp_pipeline.dispatch.outbox import find_undelivered, retry_run_key
+from vpp_pipeline.dispatch.processing import (
+    leap_site_fetcher,
+    process_inbox,
+    reconcile,
+    retry_pass,
+)
 from vpp_pipeline.dispatch.resources import OpsStoreResource, SiteControllerResource
 from vpp_pipeline.resources import LeapResource
 from vpp_pipeline.warehouse import preview_markdown, row_count, run_models, stage_frame
 
 
 class DispatchInboxRange(dg.Config):
-    """Inbox rows ``(after, up_to]`` to apply (ids from the ops store's ``inbox``)."""
+    """Inbox rows ``(after, up_to]`` to apply (ids from the ops store's ``inbox``; ``up_to`` 0 = all).
+
+    ``apply_inbox: false`` makes a retry-only run; ``retry_outstanding: false`` skips re-sending the
+    commands still owed to site controllers."""
 
     after: int = 0
     up_to: int = 0
+    apply_inbox: bool = True
+    retry_outstanding: bool = True
 
 
-@dg.op(description="Apply new inbox rows (GUIDE section 5) and deliver the site commands.")
+@dg.op(
+    description="Apply new inbox rows (GUIDE section 5), deliver the site commands, and re-send the "
+    "commands still owed (failed or stranded)."
+)
 def process_dispatch_inbox(
     context: dg.OpExecutionContext,
     config: DispatchInboxRange,
@@ -31,22 +50,30 @@ def process_dispatch_inbox(
     leap: LeapResource,
 ) -> dict:
     store = ops_store.store()
+    policy = site_controller.retry_policy() if config.retry_outstanding else None
     with site_controller.client() as client, leap.client() as leap_client:
-        summary = process_inbox(
-            store,
-            client,
-            after=config.after,
-            up_to=config.up_to or None,
-            fetch_sites=leap_site_fetcher(leap_client),
-            run_id=context.run_id,
-            log_fn=context.log.info,
-        )
+        if config.apply_inbox:
+            summary = process_inbox(
+                store,
+                client,
+                after=config.after,
+                up_to=config.up_to or None,
+                fetch_sites=leap_site_fetcher(leap_client),
+                run_id=context.run_id,
+                retry_policy=policy,
+                log_fn=context.log.info,
+            )
+        else:
+            summary = retry_pass(
+                store, client, retry_policy=policy, run_id=context.run_id, log_fn=context.log.info
+            )
     context.log.info(f"dispatch summary: {summary}")
     if summary["unknown_meter_ids"]:
         context.log.warning(f"UNKNOWN_METER: {summary['unknown_meter_ids']}")
-    if summary["failed"]:
+    failed = summary["failed"] + summary.get("retry_failed", 0)
+    if failed:
         raise dg.Failure(
-            description=f"{summary['failed']} site command(s) failed after retries",
+            description=f"{failed} site command(s) failed after retries (re-sent by a later run)",
             metadata={k: v for k, v in summary.items() if k != "unknown_meter_ids"},
         )
     return summary
@@ -85,7 +112,57 @@ def dispatch_inbox_sensor(context: dg.SensorEvaluationContext, ops_store: OpsSto
     )
 
 
-@dg.op(description="Refresh the site inventory; feed Leap's dispatch search results that differ.")
+@dg.sensor(
+    job=dispatch_job,
+    minimum_interval_seconds=10,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests a retry-only dispatch_job run when a site command is still owed to a site "
+    "controller (failed after retries, or stranded by a crashed run) and due, or has expired.",
+)
+def dispatch_retry_sensor(
+    context: dg.SensorEvaluationContext,
+    ops_store: OpsStoreResource,
+    site_controller: SiteControllerResource,
+):
+    # one small SQLite query: the undelivered commands (a partial index keeps it cheap)
+    now = datetime.now(UTC)
+    undelivered = find_undelivered(ops_store.store(), now, site_controller.retry_policy())
+    due = [c for c in undelivered if c.is_due(now)]
+    expired = [c for c in undelivered if c.ended and c.state != "in_flight"]
+    if not due and not expired:
+        waiting = [c for c in undelivered if c.outstanding]
+        if waiting:
+            wait_s = (min(c.due_at for c in waiting) - now).total_seconds()
+            return dg.SkipReason(
+                f"{len(waiting)} outstanding site command(s); next re-send due in {wait_s:.0f} s"
+            )
+        in_flight = sum(1 for c in undelivered if c.state == "in_flight")
+        return dg.SkipReason(
+            f"no outstanding site commands ({in_flight} being delivered by a live run)"
+        )
+    run_key = retry_run_key(due + expired)
+    if run_key == context.cursor:
+        return dg.SkipReason(f"{run_key} already requested ({len(due)} due, {len(expired)} ended)")
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(
+                run_key=run_key,
+                run_config={"ops": {"process_dispatch_inbox": {"config": {"apply_inbox": False}}}},
+                tags={
+                    "vpp/retry": "true",
+                    "vpp/due_commands": str(len(due)),
+                    "vpp/ended_commands": str(len(expired)),
+                },
+            )
+        ],
+        cursor=run_key,
+    )
+
+
+@dg.op(
+    description="Refresh the site inventory; feed Leap's dispatch search results that differ; re-send "
+    "the site commands still owed."
+)
 def reconcile_dispatch_events(
     context: dg.OpExecutionContext,
     ops_store: OpsStoreResource,
@@ -94,9 +171,18 @@ def reconcile_dispatch_events(
 ) -> dict:
     with site_controller.client() as client, leap.client() as leap_client:
         summary = reconcile(
-            ops_store.store(), leap_client, client, run_id=context.run_id, log_fn=context.log.info
+            ops_store.store(),
+            leap_client,
+            client,
+            run_id=context.run_id,
+            retry_policy=site_controller.retry_policy(),
+            log_fn=context.log.info,
         )
     context.log.info(f"reconciliation summary: {summary}")
+    failed = summary.get("failed", 0) + summary.get("retry_failed", 0)
+    if failed:
+        # not a run failure: the next pass (retry sensor or this schedule) re-sends them
+        context.log.warning(f"{failed} site command(s) still undelivered after retries")
     return summary
 
 
@@ -155,4 +241,4 @@ def dispatch_history(ops_store: OpsStoreResource, duckdb: DuckDBResource):
 
 JOBS = [dispatch_job, dispatch_reconciliation_job]
 SCHEDULES = [dispatch_reconciliation_schedule]
-SENSORS = [dispatch_inbox_sensor]
+SENSORS = [dispatch_inbox_sensor, dispatch_retry_sensor]

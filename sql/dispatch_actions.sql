@@ -1,5 +1,6 @@
 -- dispatch_actions: every site command the dispatch job planned (PUT / DELETE, or 'none' when skipped,
--- e.g. UNKNOWN_METER), with its delivery outcome. attempt_log is the JSON list of attempts
+-- e.g. UNKNOWN_METER), with its delivery outcome. A re-send of an undelivered command is its own row
+-- (reason RETRY_FAILED / RETRY_STRANDED) with retry_of = the original action_id and its retry_round. attempt_log is the JSON list of attempts
 -- ({attempt, started_at, finished_at, http_status, outcome, error}). latency_s = seconds from the
 -- notification's receipt to the end of the delivery. Input: temp table stg_dispatch_actions. Times UTC.
 CREATE OR REPLACE TABLE dispatch_actions AS
@@ -17,6 +18,8 @@ SELECT
     CAST(dry_run AS BOOLEAN)           AS dry_run,
     CAST(revision AS INTEGER)          AS revision,
     CAST(reason_code AS VARCHAR)       AS reason_code,
+    CAST(retry_of AS BIGINT)           AS retry_of,
+    CAST(retry_round AS INTEGER)       AS retry_round,
     CAST(status AS VARCHAR)            AS status,
     CAST(attempts AS INTEGER)          AS attempts,
     CAST(http_status AS INTEGER)       AS http_status,

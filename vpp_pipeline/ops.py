@@ -15,7 +15,9 @@ order is time order):
 - ``site_schedules``: what each site controller was last told per schedule (the desired state the
   planner diffs against).
 - ``dispatch_actions``: each planned site command (PUT/DELETE, or a skipped one with a reason code);
-  ``dispatch_attempts``: each delivery attempt and its outcome.
+  ``dispatch_attempts``: each delivery attempt and its outcome. A command that was not delivered (failed
+  after retries, or stranded by a crashed run) is re-sent as a new action with ``retry_of`` pointing at
+  it (``vpp_pipeline.dispatch.outbox``).
 - ``sites`` / ``site_nominations``: the small site inventory the planner needs (battery kW, nominations),
   refreshed from Leap's API by the reconciliation job.
 
@@ -111,14 +113,23 @@ CREATE TABLE IF NOT EXISTS dispatch_actions (
     reason_code  TEXT NOT NULL,            -- why: NEW_EVENT, EVENT_UPDATED, EVENT_CANCELLED, UNKNOWN_METER, ...
     received_at  TEXT NOT NULL,            -- when the notification behind it was received
     planned_at   TEXT NOT NULL,
-    status       TEXT NOT NULL,            -- 'planned' | 'delivered' | 'failed' | 'skipped'
+    status       TEXT NOT NULL,            -- 'planned' | 'delivered' | 'failed' | 'skipped' | 'expired'
+                                           -- | 'stranded' | 'superseded' (see dispatch.outbox)
     attempts     INTEGER NOT NULL DEFAULT 0,
     http_status  INTEGER,
     error        TEXT,
     finished_at  TEXT,
-    run_id       TEXT
+    run_id       TEXT,
+    retry_of     INTEGER,                  -- the action this one re-sends (NULL: planned from an event)
+    retry_round  INTEGER NOT NULL DEFAULT 0 -- 0 for a planned command, n for its n-th re-send
 );
 CREATE INDEX IF NOT EXISTS dispatch_actions_event ON dispatch_actions (event_key);
+-- the outbox queries: "latest command per schedule" and "not yet delivered" stay cheap as history grows
+CREATE INDEX IF NOT EXISTS dispatch_actions_schedule
+    ON dispatch_actions (meter_id, schedule_id, action_id);
+-- partial: only the commands not yet delivered, a handful at any time
+CREATE INDEX IF NOT EXISTS dispatch_actions_undelivered ON dispatch_actions (status)
+    WHERE status IN ('planned', 'failed');
 CREATE TABLE IF NOT EXISTS dispatch_attempts (
     action_id    INTEGER NOT NULL,
     attempt      INTEGER NOT NULL,
@@ -146,6 +157,13 @@ CREATE TABLE IF NOT EXISTS site_nominations (
     PRIMARY KEY (meter_id, program_identifier, start_time)
 );
 """
+
+#: Columns added after the first release: (table, column, definition). Stores created earlier get them on
+#: open (SQLite's ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it is).
+ADDED_COLUMNS = (
+    ("dispatch_actions", "retry_of", "INTEGER"),
+    ("dispatch_actions", "retry_round", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 
 def utc_now() -> datetime:
@@ -210,6 +228,27 @@ def connect(path: str | Path) -> sqlite3.Connection:
     return conn
 
 
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    def missing() -> list[tuple[str, str, str]]:
+        have = {
+            (table, row[1])
+            for table in {t for t, _, _ in ADDED_COLUMNS}
+            for row in conn.execute(f"PRAGMA table_info({table})")
+        }
+        return [c for c in ADDED_COLUMNS if (c[0], c[1]) not in have]
+
+    if not missing():
+        return
+    conn.execute("BEGIN IMMEDIATE")  # another process may be migrating the same file: check again
+    try:
+        for table, column, definition in missing():
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 class OpsStore:
     """The ops store at ``path`` (created with its schema on first use). Cheap to construct; each call
     opens a short-lived connection unless you hold one with :meth:`session`."""
@@ -219,6 +258,7 @@ class OpsStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connection() as conn:
             conn.executescript(SCHEMA)
+            _add_missing_columns(conn)
 
     @contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -289,6 +329,10 @@ class OpsStore:
     def attempts(self) -> list[dict]:
         with self.session(write=False) as s:
             return s.rows("SELECT * FROM dispatch_attempts ORDER BY action_id, attempt")
+
+    def undelivered_actions(self) -> list[dict]:
+        with self.session(write=False) as s:
+            return s.undelivered_actions()
 
     def recent_events(self, limit: int = 20) -> list[dict]:
         with self.session(write=False) as s:
@@ -491,12 +535,18 @@ class OpsSession:
         )
 
     def add_action(self, action: dict) -> int:
+        """Insert a site command (``retry_of``/``retry_round`` optional: a re-send of an earlier one)."""
         cur = self.conn.execute(
             "INSERT INTO dispatch_actions (event_key, meter_id, schedule_id, command, payload,"
-            " revision, reason_code, received_at, planned_at, status, run_id)"
+            " revision, reason_code, received_at, planned_at, status, run_id, retry_of, retry_round)"
             " VALUES (:event_key, :meter_id, :schedule_id, :command, :payload, :revision,"
-            " :reason_code, :received_at, :planned_at, :status, :run_id)",
-            {**action, "payload": json.dumps(action["payload"]) if action["payload"] else None},
+            " :reason_code, :received_at, :planned_at, :status, :run_id, :retry_of, :retry_round)",
+            {
+                "retry_of": None,
+                "retry_round": 0,
+                **action,
+                "payload": json.dumps(action["payload"]) if action["payload"] else None,
+            },
         )
         return int(cur.lastrowid)
 
@@ -537,6 +587,38 @@ class OpsSession:
     def unfinished_actions(self) -> list[dict]:
         return self.rows(
             "SELECT * FROM dispatch_actions WHERE status = 'planned' ORDER BY action_id"
+        )
+
+    def undelivered_actions(self) -> list[dict]:
+        """PUT/DELETE commands still owed to a site controller: status ``planned`` or ``failed`` and the
+        latest command for their ``(meter_id, schedule_id)`` (a later one replaces them). Each row adds
+        ``last_activity_at`` (latest of planned_at, finished_at and its last attempt's finished_at) and
+        ``schedule_end_time`` (the PUT's ``end_time``, or for a DELETE that of the schedule it removes;
+        the contract's ``...Z`` text). Uses the partial index on undelivered statuses."""
+        return self.rows(
+            "SELECT a.*,"
+            " max(a.planned_at, coalesce(a.finished_at, ''),"
+            "     coalesce((SELECT max(t.finished_at) FROM dispatch_attempts t"
+            "               WHERE t.action_id = a.action_id), '')) AS last_activity_at,"
+            " coalesce(json_extract(a.payload, '$.end_time'), json_extract(s.payload, '$.end_time'))"
+            "   AS schedule_end_time"
+            " FROM dispatch_actions a"
+            " LEFT JOIN site_schedules s ON s.meter_id = a.meter_id AND s.schedule_id = a.schedule_id"
+            " WHERE a.status IN ('planned', 'failed') AND a.command IN ('put', 'delete')"
+            " AND NOT EXISTS (SELECT 1 FROM dispatch_actions b WHERE b.meter_id = a.meter_id"
+            "   AND b.schedule_id = a.schedule_id AND b.command IN ('put', 'delete')"
+            "   AND b.action_id > a.action_id)"
+            " ORDER BY a.action_id"
+        )
+
+    def is_superseded(self, action_id: int, meter_id: str, schedule_id: str) -> bool:
+        """Whether a later PUT/DELETE was planned for the same schedule (so this one must not be sent)."""
+        return bool(
+            self.conn.execute(
+                "SELECT 1 FROM dispatch_actions WHERE meter_id = ? AND schedule_id = ?"
+                " AND command IN ('put', 'delete') AND action_id > ? LIMIT 1",
+                (meter_id, schedule_id, action_id),
+            ).fetchall()
         )
 
     # -- sites ---------------------------------------------------------------------------------

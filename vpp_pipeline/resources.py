@@ -40,14 +40,16 @@ class LeapResource(dg.ConfigurableResource):
         )
 
 
-def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
+def env_or_default(name: str, default: str) -> str | dg.EnvVar:
+    """``dg.EnvVar(name)`` when the variable is set (its value stays out of run config), else
+    the local default."""
     return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
 
 
 def leap_resource() -> LeapResource:
     return LeapResource(
-        base_url=_env_or_default("LEAP_API_BASE_URL", settings.DEFAULT_LEAP_API_BASE_URL),
-        api_key=_env_or_default("LEAP_API_KEY", settings.DEFAULT_SANDBOX_API_KEY),
+        base_url=env_or_default("LEAP_API_BASE_URL", settings.DEFAULT_LEAP_API_BASE_URL),
+        api_key=env_or_default("LEAP_API_KEY", settings.DEFAULT_SANDBOX_API_KEY),
     )
 
 

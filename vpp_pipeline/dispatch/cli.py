@@ -6,7 +6,9 @@ vpp send-test-dispatch --program CCA [--meter ID ...] [--level meter|group] [--r
                                                      Leap's integration-test endpoint with the program's
                                                      example (fresh ids and times); sandbox by default,
                                                      Leap when LEAP_API_BASE_URL is set
-vpp dispatch-status [--limit 20]                     recent events and the state of their site commands
+vpp dispatch-status [--limit 20]                     site commands still owed to site controllers
+                                                     (failed, stranded, in flight), then recent events
+                                                     and the state of their site commands
 """
 
 from __future__ import annotations
@@ -61,12 +63,50 @@ def _cmd_send_test_dispatch(args: argparse.Namespace) -> int:
     return 0 if status is not None and 200 <= status < 300 else 1
 
 
+def _ago(seconds: float) -> str:
+    return f"in {seconds:.0f} s" if seconds > 0 else "now"
+
+
+def _print_undelivered(store) -> None:
+    from datetime import UTC, datetime
+
+    from vpp_pipeline.dispatch.outbox import find_undelivered
+
+    now = datetime.now(UTC)
+    commands = find_undelivered(store, now)
+    outstanding = [c for c in commands if c.outstanding]
+    counts = {
+        state: sum(1 for c in commands if c.state == state and not c.ended)
+        for state in ("failed", "stranded", "in_flight")
+    }
+    ended = sum(1 for c in commands if c.ended and c.state != "in_flight")
+    print(
+        f"OUTSTANDING site commands: {len(outstanding)} ({counts['failed']} failed,"
+        f" {counts['stranded']} stranded); {counts['in_flight']} in flight;"
+        f" {ended} ended (to be marked expired)"
+    )
+    for c in commands:
+        if c.ended and c.state != "in_flight":
+            next_step = "EXPIRES (schedule ended; not sent)"
+        elif c.state == "in_flight":
+            next_step = f"stranded {_ago((c.due_at - now).total_seconds())} if nothing happens"
+        else:
+            next_step = f"re-send due {_ago((c.due_at - now).total_seconds())}"
+        end = c.schedule_end_at.strftime("%Y-%m-%dT%H:%MZ") if c.schedule_end_at else "?"
+        print(
+            f"  {c.state.upper():<9} {c.command:<6} {c.meter_id}/{c.schedule_id}  rev {c.revision}"
+            f"  action {c.action_id} (round {c.retry_round}, {c.attempts} attempt(s),"
+            f" last http {c.http_status}, {c.error or 'no error'})  ends {end}  -> {next_step}"
+        )
+
+
 def _cmd_dispatch_status(args: argparse.Namespace) -> int:
     from vpp_pipeline.ops import OpsStore
 
     store = OpsStore()
     events = store.recent_events(args.limit)
     print(f"ops store {store.path}: {store.max_inbox_id()} inbox rows")
+    _print_undelivered(store)
     if not events:
         print("no dispatch events yet")
         return 0
@@ -80,10 +120,11 @@ def _cmd_dispatch_status(args: argparse.Namespace) -> int:
             f"  prio {slot['priority']}  {state}{flags}  ({event['source']})"
         )
         for action in store.actions(event["event_key"]):
+            retry = f", re-sends action {action['retry_of']}" if action["retry_of"] else ""
             print(
                 f"    {action['command']:<6} {action['meter_id']}/{action['schedule_id']}"
                 f"  {action['status']} ({action['reason_code']}, {action['attempts']} attempt(s),"
-                f" http {action['http_status']})"
+                f" http {action['http_status']}{retry})"
             )
     return 0
 

@@ -1,9 +1,15 @@
 """Dispatch processing: inbox rows -> event revisions -> site commands -> delivery (ops store only).
 
 ``process_inbox`` is what ``dispatch_job`` runs; ``reconcile`` is what the reconciliation schedule runs.
-Neither opens DuckDB. Planning and the writes it causes happen in one ``BEGIN IMMEDIATE`` transaction, so
-concurrent runs (or 50 copies of one delivery) serialize: the second run sees the first one's schedules and
-plans nothing. Delivery happens after the commit, in parallel across meters (in order within a meter).
+Neither opens DuckDB. Planning and the writes it causes happen in one ``BEGIN IMMEDIATE`` transaction
+(:func:`apply_inbox`), so concurrent runs (or 50 copies of one delivery) serialize: the second run sees the
+first one's schedules and plans nothing. Delivery happens after the commit, in parallel across meters (in
+order within a meter). Both then re-send every outstanding command (failed after retries, or stranded by a
+crashed run) through ``dispatch.outbox``, so a failed command does not wait for the next event.
+
+Known limitation: when reconciliation revises a known *group* event it keeps the meter list the webhook
+sent, because Leap's group search reports a group's members per group, not per event; a member change
+that only the search shows is not applied to an existing event.
 """
 
 from __future__ import annotations
@@ -11,11 +17,19 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from vpp_pipeline.dispatch.delivery import Attempt, SiteControllerClient
+from vpp_pipeline.dispatch.delivery import SiteControllerClient
 from vpp_pipeline.dispatch.notifications import NotificationError, parse_notification
+from vpp_pipeline.dispatch.outbox import (
+    DEFAULT_RETRY_POLICY,
+    DELIVERED,
+    FAILED,
+    SUPERSEDED,
+    RetryPolicy,
+    deliver_actions,
+    redeliver_outstanding,
+)
 from vpp_pipeline.dispatch.planning import diff_schedules, plan_meter, split_event
 from vpp_pipeline.leap import LeapClient
 from vpp_pipeline.leap.models import GroupDispatch, MeterDispatch
@@ -93,9 +107,8 @@ def _parse_rows(rows) -> tuple[list[tuple], list[tuple]]:
     return parsed, broken
 
 
-def process_inbox(
+def apply_inbox(
     store: OpsStore,
-    client: SiteControllerClient,
     *,
     after: int = 0,
     up_to: int | None = None,
@@ -103,12 +116,10 @@ def process_inbox(
     run_id: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     log_fn: Callable[[str], None] = log.info,
-) -> dict:
-    """Apply the unprocessed inbox rows in ``(after, up_to]`` and deliver the resulting commands.
-
-    Returns counts: ``rows``, ``new_events``, ``revisions``, ``duplicates``, ``commands``, ``delivered``,
-    ``failed``, ``skipped`` and ``unknown_meter_ids``.
-    """
+) -> tuple[dict, list[dict]]:
+    """Apply the unprocessed inbox rows in ``(after, up_to]`` and plan the site commands, committed
+    together (status ``planned``), without delivering them. Returns the counts (see :func:`process_inbox`)
+    and the planned actions (dicts for :func:`~vpp_pipeline.dispatch.outbox.deliver_actions`)."""
     # 1. Unknown meters are looked up outside the write transaction: an HTTP call must never hold the
     #    ops store's write lock (the receiver would queue behind it).
     with store.session(write=False) as s:
@@ -154,11 +165,89 @@ def process_inbox(
         summary["rows"] = len(rows)
         actions = _plan(s, touched, received, at, run_id, summary)
     summary["commands"] = len(actions)
+    return summary, actions
+
+
+def process_inbox(
+    store: OpsStore,
+    client: SiteControllerClient,
+    *,
+    after: int = 0,
+    up_to: int | None = None,
+    fetch_sites: SiteFetcher | None = None,
+    run_id: str | None = None,
+    retry_policy: RetryPolicy | None = DEFAULT_RETRY_POLICY,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    log_fn: Callable[[str], None] = log.info,
+) -> dict:
+    """Apply the unprocessed inbox rows in ``(after, up_to]``, deliver the resulting commands, then (unless
+    ``retry_policy`` is None) re-send every outstanding command that is due (any meter).
+
+    Returns counts: ``rows``, ``new_events``, ``revisions``, ``duplicates``, ``commands``, ``delivered``,
+    ``failed``, ``superseded``, ``skipped``, ``unknown_meter_ids``, and with retries the counts of
+    :func:`~vpp_pipeline.dispatch.outbox.redeliver_outstanding`.
+    """
+    summary, actions = apply_inbox(
+        store,
+        after=after,
+        up_to=up_to,
+        fetch_sites=fetch_sites,
+        run_id=run_id,
+        now=now,
+        log_fn=log_fn,
+    )
+    summary["superseded"] = 0
     if actions:
-        results = deliver_actions(store, client, actions)
-        summary["delivered"] = sum(1 for ok in results if ok)
-        summary["failed"] = sum(1 for ok in results if not ok)
+        statuses = deliver_actions(store, client, actions)
+        summary["delivered"] = statuses.count(DELIVERED)
+        summary["failed"] = statuses.count(FAILED)
+        summary["superseded"] = statuses.count(SUPERSEDED)
+    if retry_policy is not None:
+        retried = redeliver_outstanding(
+            store,
+            client,
+            policy=retry_policy,
+            run_id=run_id,
+            exclude_action_ids={a["action_id"] for a in actions},
+            now=now,
+            log_fn=log_fn,
+        )
+        summary.update(_retry_counts(retried))
     return summary
+
+
+def retry_pass(
+    store: OpsStore,
+    client: SiteControllerClient,
+    *,
+    retry_policy: RetryPolicy | None = DEFAULT_RETRY_POLICY,
+    run_id: str | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    log_fn: Callable[[str], None] = log.info,
+) -> dict:
+    """A run without inbox rows: only re-send outstanding commands. Same counts as :func:`process_inbox`."""
+    summary = {
+        "rows": 0,
+        "commands": 0,
+        "delivered": 0,
+        "failed": 0,
+        "superseded": 0,
+        "skipped": 0,
+        "unknown_meter_ids": [],
+    }
+    if retry_policy is not None:
+        retried = redeliver_outstanding(
+            store, client, policy=retry_policy, run_id=run_id, now=now, log_fn=log_fn
+        )
+        summary.update(_retry_counts(retried))
+    return summary
+
+
+def _retry_counts(retried: dict) -> dict:
+    # 'superseded' is shared with first deliveries: keep one total
+    return {k: v for k, v in retried.items() if k != "superseded"} | {
+        "retry_superseded": retried["superseded"]
+    }
 
 
 def _apply_event(s: OpsSession, event: dict, row, at: datetime) -> str:
@@ -310,59 +399,6 @@ def _plan(
     return actions
 
 
-def deliver_actions(
-    store: OpsStore, client: SiteControllerClient, actions: list[dict], max_workers: int = 8
-) -> list[bool]:
-    """Deliver planned actions: meters in parallel, each meter's commands in order. Records every attempt."""
-    by_meter: dict[str, list[dict]] = {}
-    for action in actions:
-        by_meter.setdefault(action["meter_id"], []).append(action)
-
-    def run_meter(meter_actions: list[dict]) -> list[bool]:
-        return [_deliver_one(store, client, a) for a in meter_actions]
-
-    if len(by_meter) == 1:
-        return run_meter(next(iter(by_meter.values())))
-    with ThreadPoolExecutor(max_workers=min(max_workers, len(by_meter))) as pool:
-        return [ok for oks in pool.map(run_meter, by_meter.values()) for ok in oks]
-
-
-def _deliver_one(store: OpsStore, client: SiteControllerClient, action: dict) -> bool:
-    def record(attempt: Attempt) -> None:
-        with store.session() as s:
-            s.record_attempt(
-                action["action_id"],
-                attempt.attempt,
-                attempt.started_at,
-                attempt.finished_at,
-                attempt.http_status,
-                attempt.outcome,
-                attempt.error,
-            )
-
-    result = client.send(
-        action["command"], action["meter_id"], action["schedule_id"], action["payload"], record
-    )
-    with store.session() as s:
-        s.finish_action(
-            action["action_id"], "delivered" if result.delivered else "failed", datetime.now(UTC)
-        )
-        if not result.delivered and action["command"] == "put":
-            # forget the schedule so the next planning pass sends it again
-            s.conn.execute(
-                "UPDATE site_schedules SET state = 'failed' WHERE meter_id = ? AND schedule_id = ?"
-                " AND payload_sha256 = (SELECT payload_sha256 FROM site_schedules"
-                " WHERE meter_id = ? AND schedule_id = ?)",
-                (
-                    action["meter_id"],
-                    action["schedule_id"],
-                    action["meter_id"],
-                    action["schedule_id"],
-                ),
-            )
-    return result.delivered
-
-
 # --- reconciliation -------------------------------------------------------------------------------------
 
 
@@ -401,11 +437,14 @@ def reconcile(
     *,
     refresh_inventory: bool = True,
     run_id: str | None = None,
+    retry_policy: RetryPolicy | None = DEFAULT_RETRY_POLICY,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     log_fn: Callable[[str], None] = log.info,
 ) -> dict:
     """Catch lost webhooks: search Leap's dispatch API, feed events that differ from the ops store into the
-    inbox (``source='reconciliation'``) and process them like a webhook. Also refreshes the site inventory."""
+    inbox (``source='reconciliation'``) and process them like a webhook. Also refreshes the site inventory,
+    then (unless ``retry_policy`` is None) re-sends every outstanding site command that is due and expires
+    those whose schedule ended (see ``dispatch.outbox``)."""
     at = now()
     if refresh_inventory:
         sites = [site_record(m) for m in leap.search_meters()]
@@ -438,10 +477,20 @@ def reconcile(
                         headers={"x-vpp-source": "reconciliation"},
                     )
                 )
-    if not ids:
-        return {"rows": 0, "changed_events": 0, "commands": 0}
-    summary = process_inbox(
-        store, client, after=min(ids) - 1, up_to=max(ids), run_id=run_id, now=now, log_fn=log_fn
+    if ids:
+        summary = process_inbox(
+            store,
+            client,
+            after=min(ids) - 1,
+            up_to=max(ids),
+            run_id=run_id,
+            retry_policy=retry_policy,
+            now=now,
+            log_fn=log_fn,
+        )
+        summary["changed_events"] = summary["new_events"] + summary["revisions"]
+        return summary
+    summary = retry_pass(
+        store, client, retry_policy=retry_policy, run_id=run_id, now=now, log_fn=log_fn
     )
-    summary["changed_events"] = summary["new_events"] + summary["revisions"]
-    return summary
+    return {**summary, "changed_events": 0}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from vpp_pipeline import settings
@@ -12,7 +10,9 @@ from vpp_pipeline.dispatch.delivery import (
     DEFAULT_SITE_CONTROLLER_URL,
     SiteControllerClient,
 )
+from vpp_pipeline.dispatch.outbox import DEFAULT_RETRY_POLICY, RetryPolicy
 from vpp_pipeline.ops import DEFAULT_OPS_DB_PATH, OpsStore
+from vpp_pipeline.resources import env_or_default
 
 
 class OpsStoreResource(dg.ConfigurableResource):
@@ -25,7 +25,10 @@ class OpsStoreResource(dg.ConfigurableResource):
 
 
 class SiteControllerResource(dg.ConfigurableResource):
-    """The site controllers' HTTP API (GUIDE section 7); ``token`` is a Bearer token (``dg.EnvVar``)."""
+    """The site controllers' HTTP API (GUIDE section 7); ``token`` is a Bearer token (``dg.EnvVar``).
+
+    ``timeout_s``, ``max_attempts`` and ``backoff_*_s`` shape one delivery; ``retry_*_s`` when an
+    undelivered command is re-sent by a later run (see ``vpp_pipeline.dispatch.outbox.RetryPolicy``)."""
 
     base_url: str = DEFAULT_SITE_CONTROLLER_URL
     token: str = DEFAULT_SITE_CONTROLLER_TOKEN
@@ -33,6 +36,16 @@ class SiteControllerResource(dg.ConfigurableResource):
     max_attempts: int = 5
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 4.0
+    retry_stale_after_s: float = DEFAULT_RETRY_POLICY.stale_after_s
+    retry_backoff_initial_s: float = DEFAULT_RETRY_POLICY.backoff_initial_s
+    retry_backoff_max_s: float = DEFAULT_RETRY_POLICY.backoff_max_s
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            stale_after_s=self.retry_stale_after_s,
+            backoff_initial_s=self.retry_backoff_initial_s,
+            backoff_max_s=self.retry_backoff_max_s,
+        )
 
     def client(self) -> SiteControllerClient:
         return SiteControllerClient(
@@ -45,10 +58,6 @@ class SiteControllerResource(dg.ConfigurableResource):
         )
 
 
-def _env_or_default(name: str, default: str) -> str | dg.EnvVar:
-    return dg.EnvVar(name) if os.environ.get(name, "").strip() else default
-
-
 def ops_store_resource(path: str | None = None) -> OpsStoreResource:
     if path is not None:
         return OpsStoreResource(path=str(path))
@@ -57,6 +66,6 @@ def ops_store_resource(path: str | None = None) -> OpsStoreResource:
 
 def site_controller_resource() -> SiteControllerResource:
     return SiteControllerResource(
-        base_url=_env_or_default("SITE_CONTROLLER_URL", DEFAULT_SITE_CONTROLLER_URL),
-        token=_env_or_default("SITE_CONTROLLER_TOKEN", DEFAULT_SITE_CONTROLLER_TOKEN),
+        base_url=env_or_default("SITE_CONTROLLER_URL", DEFAULT_SITE_CONTROLLER_URL),
+        token=env_or_default("SITE_CONTROLLER_TOKEN", DEFAULT_SITE_CONTROLLER_TOKEN),
     )

@@ -1,0 +1,292 @@
+"""The outbox: site commands on their way to the site controllers (GUIDE sections 5 and 7).
+
+:func:`deliver_actions` sends planned commands (PUT/DELETE) and records every attempt. A command can still
+end up not delivered:
+
+- ``failed``: the site controller kept failing through all of the client's attempts;
+- ``stranded``: the run that planned it (commands are committed before delivery) crashed or was killed
+  before it finished delivering: status ``planned`` and nothing happened to it (no attempt) for
+  ``RetryPolicy.stale_after_s``.
+
+Such a command is *outstanding* while it is the latest PUT/DELETE for its ``(meter_id, schedule_id)`` (a
+newer plan replaces it) and its schedule has not ended. :func:`redeliver_outstanding` re-sends outstanding
+commands through the same delivery code, as a new action (``reason_code`` ``RETRY_FAILED`` or
+``RETRY_STRANDED``, ``retry_of`` = the action it re-sends, the same payload and revision: PUT and DELETE
+are idempotent per the contract). Commands whose schedule has ended are marked ``expired`` and not sent.
+The claim (select + insert of the new actions) is one ``BEGIN IMMEDIATE`` transaction, so two overlapping
+runs never send the same command twice; just before each send, a command that a newer plan replaced is
+marked ``superseded`` instead.
+
+Failed commands wait between retry rounds: the first re-send is due at once (the failing run already backed
+off across its attempts), then ``backoff_initial_s x 2^(round-1)`` capped at ``backoff_max_s``. Times are
+UTC; durations in seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from vpp_pipeline.dispatch.delivery import Attempt, SiteControllerClient
+from vpp_pipeline.dispatch.planning import payload_hash
+from vpp_pipeline.ops import OpsStore, iso, parse_iso
+
+log = logging.getLogger(__name__)
+
+#: Outcome of one delivery: the action's final status.
+DELIVERED, FAILED, SUPERSEDED = "delivered", "failed", "superseded"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When undelivered commands are re-sent (seconds).
+
+    ``stale_after_s`` must exceed the longest gap between two attempts of one delivery (the client's
+    ``timeout_s + backoff_max_s``), or a slow but live delivery would be taken for a stranded one (harmless:
+    the re-send is idempotent, but it is a second PUT)."""
+
+    stale_after_s: float = 60.0
+    backoff_initial_s: float = 5.0
+    backoff_max_s: float = 60.0
+
+    def wait_s(self, retry_round: int) -> float:
+        """Seconds to wait after a failure of round ``retry_round`` (0 = the planned command itself)."""
+        if retry_round <= 0:
+            return 0.0
+        return min(self.backoff_initial_s * 2 ** (retry_round - 1), self.backoff_max_s)
+
+
+DEFAULT_RETRY_POLICY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class UndeliveredCommand:
+    """A PUT/DELETE owed to a site controller.
+
+    ``state``: ``failed`` (gave up after retries), ``stranded`` (planned, no activity for
+    ``stale_after_s``) or ``in_flight`` (planned, a live run is presumably delivering it). ``due_at``: when
+    a re-send is allowed (for ``in_flight``: when it would count as stranded). ``ended``: its schedule's
+    end time has passed (it is expired, never sent)."""
+
+    action_id: int
+    event_key: str
+    meter_id: str
+    schedule_id: str
+    command: str
+    payload: dict | None
+    revision: int
+    reason_code: str
+    received_at: str
+    status: str
+    attempts: int
+    http_status: int | None
+    error: str | None
+    retry_round: int
+    state: str
+    last_activity_at: datetime
+    due_at: datetime
+    schedule_end_at: datetime | None
+    ended: bool
+
+    @property
+    def outstanding(self) -> bool:
+        """Not delivered, not being delivered, and still worth sending."""
+        return self.state != "in_flight" and not self.ended
+
+    def is_due(self, at: datetime) -> bool:
+        return self.outstanding and self.due_at <= at
+
+
+def _end_time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def classify(rows: Iterable[dict], now: datetime, policy: RetryPolicy) -> list[UndeliveredCommand]:
+    """Turn ``OpsSession.undelivered_actions()`` rows into :class:`UndeliveredCommand` as of ``now``."""
+    out = []
+    for row in rows:
+        last = parse_iso(row["last_activity_at"])
+        if row["status"] == "failed":
+            state = "failed"
+            due = last + timedelta(seconds=policy.wait_s(row["retry_round"]))
+        else:
+            due = last + timedelta(seconds=policy.stale_after_s)
+            state = "stranded" if due <= now else "in_flight"
+        end = _end_time(row["schedule_end_time"])
+        out.append(
+            UndeliveredCommand(
+                action_id=row["action_id"],
+                event_key=row["event_key"],
+                meter_id=row["meter_id"],
+                schedule_id=row["schedule_id"],
+                command=row["command"],
+                payload=json.loads(row["payload"]) if row["payload"] else None,
+                revision=row["revision"],
+                reason_code=row["reason_code"],
+                received_at=row["received_at"],
+                status=row["status"],
+                attempts=row["attempts"],
+                http_status=row["http_status"],
+                error=row["error"],
+                retry_round=row["retry_round"],
+                state=state,
+                last_activity_at=last,
+                due_at=due,
+                schedule_end_at=end,
+                ended=end is not None and end <= now,
+            )
+        )
+    return out
+
+
+def find_undelivered(
+    store: OpsStore, now: datetime | None = None, policy: RetryPolicy = DEFAULT_RETRY_POLICY
+) -> list[UndeliveredCommand]:
+    """Every command owed to a site controller, as of ``now`` (read only; one cheap SQLite query, safe
+    from a sensor)."""
+    return classify(store.undelivered_actions(), now or datetime.now(UTC), policy)
+
+
+def retry_run_key(due: Iterable[UndeliveredCommand]) -> str:
+    """A run key for re-sending ``due``: the same outstanding set with the same attempt counts gives the
+    same key (so a sensor does not request it twice); any re-send makes new action ids, so a new key."""
+    ident = ";".join(f"{c.action_id}:{c.attempts}:{c.retry_round}" for c in due)
+    return "dispatch-retry-" + hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def redeliver_outstanding(
+    store: OpsStore,
+    client: SiteControllerClient,
+    *,
+    policy: RetryPolicy = DEFAULT_RETRY_POLICY,
+    run_id: str | None = None,
+    exclude_action_ids: Collection[int] = (),
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    log_fn: Callable[[str], None] = log.info,
+) -> dict:
+    """Expire ended outstanding commands, claim the due ones, re-send them and record every attempt.
+
+    ``exclude_action_ids``: commands this run just tried itself (not retried again in the same run).
+    Returns counts: ``outstanding`` (before this pass), ``expired``, ``retried`` (claimed and sent),
+    ``redelivered``, ``retry_failed``, ``superseded``, ``not_due`` (outstanding, waiting for backoff).
+    """
+    at = now()
+    excluded = set(exclude_action_ids)
+    with store.session() as s:
+        commands = [c for c in classify(s.undelivered_actions(), at, policy)]
+        expired = [c for c in commands if c.ended and c.state != "in_flight"]
+        for command in expired:
+            s.finish_action(command.action_id, "expired", at)
+        due = [c for c in commands if c.is_due(at) and c.action_id not in excluded]
+        actions = []
+        for command in due:
+            action = {
+                "event_key": command.event_key,
+                "meter_id": command.meter_id,
+                "schedule_id": command.schedule_id,
+                "command": command.command,
+                "payload": command.payload,
+                "revision": command.revision,
+                "reason_code": "RETRY_FAILED" if command.state == "failed" else "RETRY_STRANDED",
+                "received_at": command.received_at,
+                "planned_at": iso(at),
+                "status": "planned",
+                "run_id": run_id,
+                "retry_of": command.action_id,
+                "retry_round": command.retry_round + 1,
+            }
+            action["action_id"] = s.add_action(action)
+            if command.state == "stranded":
+                # its run is gone; should it still finish, its own finish overwrites this
+                s.finish_action(command.action_id, "stranded", at)
+            actions.append(action)
+    outstanding = [c for c in commands if c.outstanding]
+    summary = {
+        "outstanding": len(outstanding),
+        "expired": len(expired),
+        "retried": len(actions),
+        "redelivered": 0,
+        "retry_failed": 0,
+        "superseded": 0,
+        "not_due": sum(1 for c in outstanding if c.action_id not in excluded and not c.is_due(at)),
+    }
+    for command in expired:
+        log_fn(
+            f"EXPIRED {command.command} {command.meter_id}/{command.schedule_id} rev"
+            f" {command.revision}: schedule ended at {command.schedule_end_at}, not sent"
+        )
+    if actions:
+        log_fn(f"re-sending {len(actions)} undelivered site command(s)")
+        statuses = deliver_actions(store, client, actions)
+        summary["redelivered"] = statuses.count(DELIVERED)
+        summary["retry_failed"] = statuses.count(FAILED)
+        summary["superseded"] = statuses.count(SUPERSEDED)
+    return summary
+
+
+# --- delivery -------------------------------------------------------------------------------------------
+
+
+def deliver_actions(
+    store: OpsStore, client: SiteControllerClient, actions: list[dict], max_workers: int = 8
+) -> list[str]:
+    """Deliver planned actions (dicts with ``action_id``, ``command``, ``meter_id``, ``schedule_id``,
+    ``payload``): meters in parallel, each meter's commands in order. Records every attempt; returns each
+    action's final status (``delivered``, ``failed`` or ``superseded``) in the order given."""
+    by_meter: dict[str, list[int]] = {}
+    for index, action in enumerate(actions):
+        by_meter.setdefault(action["meter_id"], []).append(index)
+    statuses: list[str] = [""] * len(actions)
+
+    def run_meter(indexes: list[int]) -> None:
+        for index in indexes:
+            statuses[index] = _deliver_one(store, client, actions[index])
+
+    if len(by_meter) == 1:
+        run_meter(next(iter(by_meter.values())))
+    else:
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(by_meter))) as pool:
+            list(pool.map(run_meter, by_meter.values()))
+    return statuses
+
+
+def _deliver_one(store: OpsStore, client: SiteControllerClient, action: dict) -> str:
+    with store.session(write=False) as s:
+        superseded = s.is_superseded(action["action_id"], action["meter_id"], action["schedule_id"])
+    if superseded:
+        # a newer plan for this schedule exists (another run): sending this one could undo it
+        with store.session() as s:
+            s.finish_action(action["action_id"], SUPERSEDED, datetime.now(UTC))
+        return SUPERSEDED
+
+    def record(attempt: Attempt) -> None:
+        with store.session() as s:
+            s.record_attempt(
+                action["action_id"],
+                attempt.attempt,
+                attempt.started_at,
+                attempt.finished_at,
+                attempt.http_status,
+                attempt.outcome,
+                attempt.error,
+            )
+
+    result = client.send(
+        action["command"], action["meter_id"], action["schedule_id"], action["payload"], record
+    )
+    status = DELIVERED if result.delivered else FAILED
+    with store.session() as s:
+        s.finish_action(action["action_id"], status, datetime.now(UTC))
+        if result.delivered and action["command"] == "put":
+            # stores written before the outbox marked a failed PUT's schedule 'failed': it is held now
+            s.conn.execute(
+                "UPDATE site_schedules SET state = 'active' WHERE meter_id = ? AND schedule_id = ?"
+                " AND state = 'failed' AND payload_sha256 = ?",
+                (action["meter_id"], action["schedule_id"], payload_hash(action["payload"])),
+            )
+    return status
