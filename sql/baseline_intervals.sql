@@ -151,36 +151,69 @@ day_spans AS (
         FROM baseline_spans
     )
 ),
--- keyed by the interval table's own local_date (one row per day a span touches)
+-- keyed by the interval table's own local_date (one row per day a span touches); carries
+-- the request's window bounds so a reading's role is decided in the big join itself
 span_keys AS (
     SELECT
-        *,
+        s.*,
+        epoch_us(q.window_start) AS window_start_us,
+        epoch_us(q.window_end) AS window_end_us,
+        q.method <> 'meter-generator-output' AS has_adjustment,
+        epoch_us(q.adjustment_start) AS adjustment_start_us,
+        epoch_us(q.adjustment_end) AS adjustment_end_us,
         CAST(unnest(generate_series(
-            CAST(timezone(getvariable('interval_local_timezone'), span_start) AS DATE),
-            CAST(timezone(getvariable('interval_local_timezone'), span_last) AS DATE),
+            CAST(timezone(getvariable('interval_local_timezone'), s.span_start) AS DATE),
+            CAST(timezone(getvariable('interval_local_timezone'), s.span_last) AS DATE),
             INTERVAL 1 DAY
         )) AS DATE) AS read_date
-    FROM day_spans
-),
-span_reads AS MATERIALIZED (
-    SELECT
-        k.request_no,
-        k.tz,
-        k.baseline_day,
-        i.interval_start AS reading_start,
-        -- microseconds: integer arithmetic, not calendar arithmetic on 10^7 TIMESTAMPTZs
-        epoch_us(i.interval_start) + k.shift_us AS needed_us,
-        i.kwh
-    FROM interval_reads i
-    JOIN span_keys k
-        ON i.meter_id = k.meter_id
-        AND i.local_date = k.read_date
-        AND i.interval_start BETWEEN k.span_start AND k.span_last
+    FROM day_spans s
+    JOIN baseline_requests q USING (request_no)
 ),
 -- Constant shift: the needed quarter hour is reading instant + shift_us, if it is one of the
--- request's quarter hours (on the 15-minute grid, inside the event or adjustment window).
--- Otherwise a baseline-day reading matches by its wall-clock offset from its day's local
--- midnight, and an event-day reading (baseline_day NULL) by its instant.
+-- request's quarter hours (on the 15-minute grid, inside the event or adjustment window);
+-- readings that are none of them are dropped here. Otherwise (shift_us NULL, near a DST
+-- change) the reading is kept with needed_us and role NULL and matched further down.
+span_reads AS MATERIALIZED (
+    SELECT
+        request_no,
+        tz,
+        baseline_day,
+        reading_start,
+        needed_us,
+        CASE
+            WHEN needed_us IS NULL THEN NULL
+            WHEN needed_us >= window_start_us AND needed_us < window_end_us THEN 'event'
+            ELSE 'adjustment'
+        END AS role,
+        kwh
+    FROM (
+        SELECT
+            k.request_no,
+            k.tz,
+            k.baseline_day,
+            i.interval_start AS reading_start,
+            -- microseconds: integer arithmetic, not calendar arithmetic on 10^7 TIMESTAMPTZs
+            epoch_us(i.interval_start) + k.shift_us AS needed_us,
+            k.window_start_us,
+            k.window_end_us,
+            k.has_adjustment,
+            k.adjustment_start_us,
+            k.adjustment_end_us,
+            i.kwh
+        FROM interval_reads i
+        JOIN span_keys k
+            ON i.meter_id = k.meter_id
+            AND i.local_date = k.read_date
+            AND i.interval_start BETWEEN k.span_start AND k.span_last
+    )
+    WHERE needed_us IS NULL
+        OR needed_us % 900000000 = 0 AND (
+            needed_us >= window_start_us AND needed_us < window_end_us
+            OR has_adjustment AND needed_us >= adjustment_start_us AND needed_us < adjustment_end_us
+        )
+),
+-- A baseline-day reading without a constant shift matches by its wall-clock offset from its
+-- day's local midnight, an event-day one (baseline_day NULL) by its instant.
 readings AS MATERIALIZED (
     SELECT
         request_no,
@@ -189,30 +222,8 @@ readings AS MATERIALIZED (
         baseline_day,
         1.0 AS reading_weight,
         kwh
-    FROM (
-        SELECT
-            r.*,
-            CASE
-                WHEN r.needed_us % 900000000 <> 0 THEN NULL
-                WHEN r.needed_us >= q.window_start_us AND r.needed_us < q.window_end_us THEN 'event'
-                WHEN q.has_adjustment
-                    AND r.needed_us >= q.adjustment_start_us AND r.needed_us < q.adjustment_end_us
-                    THEN 'adjustment'
-            END AS role
-        FROM span_reads r
-        JOIN (
-            SELECT
-                request_no,
-                epoch_us(window_start) AS window_start_us,
-                epoch_us(window_end) AS window_end_us,
-                method <> 'meter-generator-output' AS has_adjustment,
-                epoch_us(adjustment_start) AS adjustment_start_us,
-                epoch_us(adjustment_end) AS adjustment_end_us
-            FROM baseline_requests
-        ) q USING (request_no)
-        WHERE r.needed_us IS NOT NULL
-    )
-    WHERE role IS NOT NULL
+    FROM span_reads
+    WHERE needed_us IS NOT NULL
     UNION ALL
     SELECT n.request_no, n.role, n.interval_start, r.baseline_day, c.reading_weight, r.kwh
     FROM span_reads r
@@ -264,15 +275,19 @@ request_days AS (
     LEFT JOIN used_days u USING (request_id)
     GROUP BY ALL
 ),
-unadjusted AS (
+-- per request, role and quarter hour: the baseline-day mean (without a dropped day) and the
+-- event day's own reading (at most one), in one aggregation of the readings
+interval_loads AS (
     SELECT
         d.request_no,
         d.role,
         d.interval_start,
-        sum(d.kwh * d.reading_weight) / sum(d.reading_weight) AS unadjusted_kwh
+        sum(d.kwh * d.reading_weight) FILTER (WHERE d.baseline_day IS NOT NULL AND x.request_no IS NULL)
+            / sum(d.reading_weight) FILTER (WHERE d.baseline_day IS NOT NULL AND x.request_no IS NULL)
+            AS unadjusted_kwh,
+        max(d.kwh) FILTER (WHERE d.baseline_day IS NULL) AS actual_kwh
     FROM readings d
-    ANTI JOIN dropped_days x ON x.request_no = d.request_no AND x.baseline_day = d.baseline_day
-    WHERE d.baseline_day IS NOT NULL
+    LEFT JOIN dropped_days x ON x.request_no = d.request_no AND x.baseline_day = d.baseline_day
     GROUP BY ALL
 ),
 with_actuals AS (
@@ -283,11 +298,9 @@ with_actuals AS (
         n.meter_id,
         n.local_start,
         u.unadjusted_kwh,
-        a.kwh AS actual_kwh
+        u.actual_kwh
     FROM needed_local n
-    LEFT JOIN unadjusted u USING (request_no, role, interval_start)
-    LEFT JOIN (SELECT * FROM readings WHERE baseline_day IS NULL) a
-        USING (request_no, role, interval_start)
+    LEFT JOIN interval_loads u USING (request_no, role, interval_start)
 ),
 adjustments AS (
     SELECT
