@@ -9,27 +9,17 @@ from datetime import datetime
 import polars as pl
 
 from vpp_pipeline.dispatch.planning import split_event
+from vpp_pipeline.measurement.dispatch_frames import SLOT_SCHEMA
 from vpp_pipeline.ops import OpsStore
 
+#: One row per event and meter, with the columns of ``dispatch_events`` (the analysis table).
 EVENT_SCHEMA = {
     "meter_event_id": pl.String,
     "market_group_event_id": pl.String,
     "market_group_id": pl.String,
     "meter_id": pl.String,
-    "programs": pl.List(pl.String),
-    "start_time": pl.Datetime("us", "UTC"),
-    "end_time": pl.Datetime("us", "UTC"),
-    "energy_kw": pl.Float64,
-    "nomination_kw": pl.Float64,
-    "priority": pl.Int32,
-    "is_voluntary": pl.Boolean,
-    "performance_compensation_cap": pl.String,
-    "dispatch_event_types": pl.List(pl.String),
-    "cancelled": pl.Boolean,
-    "is_test": pl.Boolean,
-    "revision": pl.Int32,
+    **SLOT_SCHEMA,
     "source": pl.String,
-    "updated_at": pl.Datetime("us", "UTC"),
 }
 
 ACTION_SCHEMA = {

@@ -16,7 +16,9 @@ import polars as pl
 from vpp_pipeline.leap.models import GroupDispatch, MeterDispatch
 from vpp_pipeline.warehouse import table_exists
 
-_SLOT_SCHEMA: dict[str, Any] = {
+#: Per-timeslot columns shared by the search frames here and the ops-store mirror
+#: (``vpp_pipeline.dispatch.mirror``): both feed ``dispatch_events``.
+SLOT_SCHEMA: dict[str, Any] = {
     "programs": pl.List(pl.String),
     "start_time": pl.Datetime("us", "UTC"),
     "end_time": pl.Datetime("us", "UTC"),
@@ -32,12 +34,12 @@ _SLOT_SCHEMA: dict[str, Any] = {
     "updated_at": pl.Datetime("us", "UTC"),
 }
 
-METER_SLOT_SCHEMA = {"meter_event_id": pl.String, "meter_id": pl.String, **_SLOT_SCHEMA}
-GROUP_SLOT_SCHEMA = {
+METERSLOT_SCHEMA = {"meter_event_id": pl.String, "meter_id": pl.String, **SLOT_SCHEMA}
+GROUPSLOT_SCHEMA = {
     "market_group_event_id": pl.String,
     "market_group_id": pl.String,
     "meter_ids": pl.List(pl.String),
-    **_SLOT_SCHEMA,
+    **SLOT_SCHEMA,
 }
 
 #: The columns of ``dispatch_events`` (and of the ops-store mirror ``ops_dispatch_events``).
@@ -77,7 +79,7 @@ def meter_dispatch_frame(records: list[MeterDispatch], fetched_at: datetime) -> 
         for r in records
         for s in r.timeslots
     ]
-    return pl.DataFrame(rows, schema=METER_SLOT_SCHEMA)
+    return pl.DataFrame(rows, schema=METERSLOT_SCHEMA)
 
 
 def group_dispatch_frame(records: list[GroupDispatch], fetched_at: datetime) -> pl.DataFrame:
@@ -92,7 +94,7 @@ def group_dispatch_frame(records: list[GroupDispatch], fetched_at: datetime) -> 
         for r in records
         for s in r.timeslots
     ]
-    return pl.DataFrame(rows, schema=GROUP_SLOT_SCHEMA)
+    return pl.DataFrame(rows, schema=GROUPSLOT_SCHEMA)
 
 
 def stage_ops_dispatch_events(conn: duckdb.DuckDBPyConnection) -> bool:
