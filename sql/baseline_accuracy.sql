@@ -16,7 +16,7 @@ WITH defaults AS (SELECT * FROM measurement_parameters WHERE program_identifier 
 scored AS (
     SELECT meter_id, method, request_id, adjusted_kwh, actual_kwh
     FROM baseline_intervals
-    WHERE role = 'event' AND adjusted_kwh IS NOT NULL AND actual_kwh IS NOT NULL
+    WHERE adjusted_kwh IS NOT NULL AND actual_kwh IS NOT NULL
 ),
 per_method AS (
     SELECT

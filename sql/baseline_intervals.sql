@@ -1,6 +1,7 @@
--- baseline_intervals (temp): per request and quarter hour of its event window ('event') and
--- of its adjustment window ('adjustment'): the unadjusted and adjusted baseline (kWh), the
--- adjustment, and the meter's actual kWh.
+-- baseline_intervals (temp view): per request and quarter hour of its event window: the
+-- unadjusted and adjusted baseline (kWh), the adjustment, and the meter's actual kWh.
+-- A view, not a table: its one reader (baselines or baseline_accuracy) computes it once
+-- and writes the result straight into its own table.
 --
 -- Inputs: baseline_requests, eligible_days, interval_reads, variable interval_local_timezone
 -- (the zone of interval_reads.local_date).
@@ -11,12 +12,6 @@
 -- by one: a small table of every quarter hour of the days involved (local_clock) maps UTC
 -- starts to wall-clock starts.
 --
--- Cost: interval_reads is scanned once, joined to a small table of (meter, day) spans (one
--- per request and day it needs: its baseline days and its own event day), so the big scan
--- probes a hash table of a few hundred thousand keys instead of one key per quarter hour
--- needed; only the readings inside a span go on to be matched to the quarter hours that
--- need them, on integer keys.
---
 -- Methods: 10-in-10 and 4-in-4 average the chosen days and multiply by the day-of ratio
 -- sum(actual) / sum(unadjusted) over the adjustment window (quarter hours with a reading),
 -- clamped to [clamp_low, clamp_high], 1 when the unadjusted sum is 0 or nothing was read.
@@ -24,8 +19,15 @@
 -- (the earlier day on a tie), averages the other four and adds mean(actual - unadjusted)
 -- over the adjustment window (0 when nothing was read). Meter generator output: 0.
 -- Fewer chosen days than min_days: baseline NULL (insufficient_data).
+--
+-- Cost: interval_reads is scanned once and joined to a small table of spans: per request,
+-- its event day and each chosen baseline day, the readings it needs, each with a constant
+-- shift that moves a reading's instant onto the event day's quarter hour of the same
+-- wall-clock time. The join's output goes straight into one aggregation per request and
+-- quarter hour; no per-reading table is stored. Near a DST change a span is cut into one
+-- span per reading (its own shift and weight), so the same join serves it.
 
-CREATE OR REPLACE TEMP TABLE baseline_intervals AS
+CREATE OR REPLACE TEMP VIEW baseline_intervals AS
 WITH needed AS (
     SELECT r.request_no, r.request_id, r.meter_id, r.tz, r.event_date, 'event' AS role,
         unnest(generate_series(
@@ -44,7 +46,7 @@ WITH needed AS (
 -- wall-clock start (a fall-back day has two rows per repeated wall-clock time, a
 -- spring-forward day none for the skipped hour). Small: days x 96 per zone.
 zones AS (
-    SELECT tz, min(event_date) AS last_day, max(lookback_days) AS lookback_days
+    SELECT tz, max(lookback_days) AS lookback_days
     FROM baseline_requests GROUP BY tz
 ),
 zone_ranges AS (
@@ -70,10 +72,12 @@ local_clock AS MATERIALIZED (
 needed_local AS MATERIALIZED (
     SELECT
         n.* EXCLUDE (event_date),
+        n.role = 'event' AS is_event,
+        -- microseconds: integer keys are far cheaper to join and group than TIMESTAMPTZs
+        epoch_us(n.interval_start) AS needed_us,
         c.local_start,
         -- wall-clock position relative to the event day's local midnight (may be negative)
         c.local_start - CAST(n.event_date AS TIMESTAMP) AS wall_offset,
-        -- the same in microseconds: integer join keys are far cheaper than INTERVALs
         epoch_us(c.local_start) - epoch_us(CAST(n.event_date AS TIMESTAMP)) AS wall_offset_us
     FROM needed n
     JOIN local_clock c ON c.tz = n.tz AND c.utc_start = n.interval_start
@@ -105,57 +109,68 @@ request_spans AS (
 ),
 baseline_spans AS (
     SELECT
-        s.request_no,
-        s.meter_id,
-        s.tz,
-        s.first_start,
-        s.linear,
-        e.local_date AS baseline_day,
-        CAST(e.local_date AS TIMESTAMP) + s.first_wall AS wall_first,
-        CAST(e.local_date AS TIMESTAMP) + s.last_wall AS wall_last
-    FROM request_spans s
-    JOIN (SELECT r.request_no, e.local_date FROM eligible_days e JOIN baseline_requests r USING (request_id)) e
-        USING (request_no)
-),
--- shift_us: what moves a reading's instant onto the needed quarter hour of the same wall-clock
--- time (0 on the event day), when that is a constant; NULL where a DST change is near,
--- and such spans are matched wall clock by wall clock further down.
-day_spans AS (
-    SELECT
-        request_no,
-        meter_id,
-        tz,
-        CAST(NULL AS DATE) AS baseline_day,
-        first_start AS span_start,
-        last_start AS span_last,
-        CASE WHEN linear THEN 0 END AS shift_us
-    FROM request_spans
-    UNION ALL
-    -- A wall-clock time converts to UTC ambiguously (or not at all) across a DST change, so
-    -- a span with one within a day of it is widened by an hour each side; elsewhere the
-    -- conversion is exact.
-    SELECT
-        request_no,
-        meter_id,
-        tz,
-        baseline_day,
-        timezone(tz, wall_first) - CASE WHEN dst_free THEN INTERVAL 0 HOUR ELSE INTERVAL 1 HOUR END,
-        timezone(tz, wall_last) + CASE WHEN dst_free THEN INTERVAL 0 HOUR ELSE INTERVAL 1 HOUR END,
-        CASE WHEN dst_free AND linear THEN epoch_us(first_start) - epoch_us(timezone(tz, wall_first)) END
+        *,
+        -- A wall-clock span converts to UTC by one constant offset when no clock change
+        -- falls within three hours of it (more than any DST shift in use).
+        linear AND epoch(timezone(tz, wall_last + INTERVAL 3 HOUR))
+            - epoch(timezone(tz, wall_first - INTERVAL 3 HOUR))
+            = epoch(wall_last + INTERVAL 3 HOUR) - epoch(wall_first - INTERVAL 3 HOUR) AS shiftable
     FROM (
         SELECT
-            *,
-            epoch(timezone(tz, wall_last + INTERVAL 1 DAY))
-                - epoch(timezone(tz, wall_first - INTERVAL 1 DAY))
-                = epoch(wall_last + INTERVAL 1 DAY) - epoch(wall_first - INTERVAL 1 DAY) AS dst_free
-        FROM baseline_spans
+            s.request_no,
+            s.meter_id,
+            s.tz,
+            s.first_start,
+            s.linear,
+            e.local_date AS baseline_day,
+            CAST(e.local_date AS TIMESTAMP) + s.first_wall AS wall_first,
+            CAST(e.local_date AS TIMESTAMP) + s.last_wall AS wall_last
+        FROM request_spans s
+        JOIN eligible_days e USING (request_no)
     )
+),
+-- shift_us moves a reading's instant onto the needed quarter hour of the same wall-clock
+-- time (0 on the event day). fixed_is_event is NULL where the role follows from that
+-- quarter hour, else the role of the one quarter hour a single-reading span serves.
+spans AS (
+    SELECT
+        request_no, meter_id, CAST(NULL AS DATE) AS baseline_day,
+        first_start AS span_start, last_start AS span_last, 0 AS shift_us,
+        CAST(NULL AS BOOLEAN) AS fixed_is_event, 1.0 AS reading_weight
+    FROM request_spans
+    WHERE linear
+    UNION ALL
+    SELECT
+        request_no, meter_id, baseline_day,
+        timezone(tz, wall_first), timezone(tz, wall_last),
+        epoch_us(first_start) - epoch_us(timezone(tz, wall_first)),
+        NULL, 1.0
+    FROM baseline_spans
+    WHERE shiftable
+    UNION ALL
+    -- event day of a request whose span is not linear: each quarter hour's own reading
+    SELECT
+        n.request_no, n.meter_id, NULL, n.interval_start, n.interval_start, 0, n.is_event, 1.0
+    FROM needed_local n
+    SEMI JOIN (SELECT request_no FROM request_spans WHERE NOT linear) s USING (request_no)
+    UNION ALL
+    -- baseline day near a DST change (or of a non-linear request): the reading(s) at the
+    -- same wall-clock time, none where it was skipped, two of weight 0.5 where it repeated
+    SELECT
+        n.request_no, n.meter_id, b.baseline_day, c.utc_start, c.utc_start,
+        n.needed_us - epoch_us(c.utc_start), n.is_event, c.reading_weight
+    FROM baseline_spans b
+    JOIN needed_local n USING (request_no)
+    JOIN local_clock c
+        ON c.tz = b.tz AND c.local_start = CAST(b.baseline_day AS TIMESTAMP) + n.wall_offset
+    WHERE NOT b.shiftable
 ),
 -- keyed by the interval table's own local_date (one row per day a span touches); carries
 -- the request's window bounds so a reading's role is decided in the big join itself
 span_keys AS (
     SELECT
         s.*,
+        q.method = 'high-4-of-5' AS drops_a_day,
         epoch_us(q.window_start) AS window_start_us,
         epoch_us(q.window_end) AS window_end_us,
         q.method <> 'meter-generator-output' AS has_adjustment,
@@ -166,34 +181,28 @@ span_keys AS (
             CAST(timezone(getvariable('interval_local_timezone'), s.span_last) AS DATE),
             INTERVAL 1 DAY
         )) AS DATE) AS read_date
-    FROM day_spans s
+    FROM spans s
     JOIN baseline_requests q USING (request_no)
 ),
--- Constant shift: the needed quarter hour is reading instant + shift_us, if it is one of the
--- request's quarter hours (on the 15-minute grid, inside the event or adjustment window);
--- readings that are none of them are dropped here. Otherwise (shift_us NULL, near a DST
--- change) the reading is kept with needed_us and role NULL and matched further down.
-span_reads AS MATERIALIZED (
+-- the readings each request needs, with the quarter hour (needed_us) and role they serve;
+-- readings of a span that no quarter hour needs are dropped here
+span_reads AS (
     SELECT
         request_no,
-        tz,
-        baseline_day,
-        reading_start,
         needed_us,
-        CASE
-            WHEN needed_us IS NULL THEN NULL
-            WHEN needed_us >= window_start_us AND needed_us < window_end_us THEN 'event'
-            ELSE 'adjustment'
-        END AS role,
+        coalesce(fixed_is_event, needed_us >= window_start_us AND needed_us < window_end_us) AS is_event,
+        baseline_day,
+        drops_a_day,
+        reading_weight,
         kwh
     FROM (
         SELECT
             k.request_no,
-            k.tz,
-            k.baseline_day,
-            i.interval_start AS reading_start,
-            -- microseconds: integer arithmetic, not calendar arithmetic on 10^7 TIMESTAMPTZs
             epoch_us(i.interval_start) + k.shift_us AS needed_us,
+            k.fixed_is_event,
+            k.baseline_day,
+            k.drops_a_day,
+            k.reading_weight,
             k.window_start_us,
             k.window_end_us,
             k.has_adjustment,
@@ -206,58 +215,38 @@ span_reads AS MATERIALIZED (
             AND i.local_date = k.read_date
             AND i.interval_start BETWEEN k.span_start AND k.span_last
     )
-    WHERE needed_us IS NULL
+    WHERE fixed_is_event IS NOT NULL
         OR needed_us % 900000000 = 0 AND (
             needed_us >= window_start_us AND needed_us < window_end_us
             OR has_adjustment AND needed_us >= adjustment_start_us AND needed_us < adjustment_end_us
         )
 ),
--- A baseline-day reading without a constant shift matches by its wall-clock offset from its
--- day's local midnight, an event-day one (baseline_day NULL) by its instant.
-readings AS MATERIALIZED (
+-- Per request, role and quarter hour, in one pass over the readings: the weighted sum over
+-- baseline days (a day's weights at one wall-clock time sum to 1, so sum(kwh x weight) /
+-- sum(weight) is the mean over days of each day's reading) and the event day's own reading
+-- (at most one). High 4 of 5 keeps its days apart (day_kept), to drop one day further down.
+day_loads AS MATERIALIZED (
     SELECT
         request_no,
-        role,
-        to_timestamp(needed_us // 1000000) AS interval_start,
-        baseline_day,
-        1.0 AS reading_weight,
-        kwh
+        is_event,
+        needed_us,
+        CASE WHEN drops_a_day THEN baseline_day END AS day_kept,
+        sum(kwh * reading_weight) FILTER (WHERE baseline_day IS NOT NULL) AS days_kwh,
+        sum(reading_weight) FILTER (WHERE baseline_day IS NOT NULL) AS days_weight,
+        max(kwh) FILTER (WHERE baseline_day IS NULL) AS actual_kwh
     FROM span_reads
-    WHERE needed_us IS NOT NULL
-    UNION ALL
-    SELECT n.request_no, n.role, n.interval_start, r.baseline_day, c.reading_weight, r.kwh
-    FROM span_reads r
-    JOIN local_clock c ON c.tz = r.tz AND c.utc_start = r.reading_start
-    JOIN needed_local n
-        ON n.request_no = r.request_no
-        AND n.wall_offset_us = epoch_us(c.local_start) - epoch_us(CAST(r.baseline_day AS TIMESTAMP))
-    WHERE r.needed_us IS NULL AND r.baseline_day IS NOT NULL
-    UNION ALL
-    SELECT n.request_no, n.role, n.interval_start, NULL, 1.0, r.kwh
-    FROM span_reads r
-    JOIN needed_local n ON n.request_no = r.request_no AND n.interval_start = r.reading_start
-    WHERE r.needed_us IS NULL AND r.baseline_day IS NULL
+    GROUP BY ALL
 ),
--- Days contribute equally: a day's weights at one wall-clock time sum to 1, so
--- sum(kwh x weight) / sum(weight) is the mean over days of each day's (mean) reading.
--- (The event day's own readings, baseline_day NULL, all have weight 1.)
 dropped_days AS (
-    SELECT r.request_id, d.request_no, d.baseline_day
+    SELECT r.request_id, d.request_no, d.day_kept AS baseline_day
     FROM (
-        SELECT
-            d.request_no,
-            d.baseline_day,
-            sum(d.kwh * d.reading_weight) / sum(d.reading_weight) AS mean_event_load_kwh
-        FROM readings d
-        SEMI JOIN (SELECT request_no FROM baseline_requests WHERE method = 'high-4-of-5') r
-            ON r.request_no = d.request_no
-        WHERE d.role = 'event' AND d.baseline_day IS NOT NULL
+        SELECT request_no, day_kept, sum(days_kwh) / sum(days_weight) AS mean_event_load_kwh
+        FROM day_loads
+        WHERE is_event AND day_kept IS NOT NULL
         GROUP BY ALL
     ) d
     JOIN baseline_requests r USING (request_no)
-    QUALIFY row_number() OVER (
-        PARTITION BY d.request_no ORDER BY d.mean_event_load_kwh, d.baseline_day
-    ) = 1
+    QUALIFY row_number() OVER (PARTITION BY d.request_no ORDER BY d.mean_event_load_kwh, d.day_kept) = 1
 ),
 used_days AS (
     SELECT e.*
@@ -275,40 +264,39 @@ request_days AS (
     LEFT JOIN used_days u USING (request_id)
     GROUP BY ALL
 ),
--- per request, role and quarter hour: the baseline-day mean (without a dropped day) and the
--- event day's own reading (at most one), in one aggregation of the readings
+-- the same per request, role and quarter hour only, without the dropped day
 interval_loads AS (
     SELECT
         d.request_no,
-        d.role,
-        d.interval_start,
-        sum(d.kwh * d.reading_weight) FILTER (WHERE d.baseline_day IS NOT NULL AND x.request_no IS NULL)
-            / sum(d.reading_weight) FILTER (WHERE d.baseline_day IS NOT NULL AND x.request_no IS NULL)
-            AS unadjusted_kwh,
-        max(d.kwh) FILTER (WHERE d.baseline_day IS NULL) AS actual_kwh
-    FROM readings d
-    LEFT JOIN dropped_days x ON x.request_no = d.request_no AND x.baseline_day = d.baseline_day
+        d.is_event,
+        d.needed_us,
+        sum(d.days_kwh) FILTER (WHERE x.baseline_day IS NULL)
+            / sum(d.days_weight) FILTER (WHERE x.baseline_day IS NULL) AS unadjusted_kwh,
+        max(d.actual_kwh) AS actual_kwh
+    FROM day_loads d
+    LEFT JOIN dropped_days x ON x.request_no = d.request_no AND x.baseline_day = d.day_kept
     GROUP BY ALL
 ),
-with_actuals AS (
+with_actuals AS MATERIALIZED (
     SELECT
         n.request_id,
-        n.role,
+        n.is_event,
         n.interval_start,
         n.meter_id,
         n.local_start,
         u.unadjusted_kwh,
         u.actual_kwh
     FROM needed_local n
-    LEFT JOIN interval_loads u USING (request_no, role, interval_start)
+    LEFT JOIN interval_loads u USING (request_no, is_event, needed_us)
 ),
 adjustments AS (
     SELECT
         request_id,
-        sum(actual_kwh) FILTER (WHERE role = 'adjustment' AND unadjusted_kwh IS NOT NULL) AS window_actual_kwh,
-        sum(unadjusted_kwh) FILTER (WHERE role = 'adjustment' AND actual_kwh IS NOT NULL) AS window_baseline_kwh,
-        avg(actual_kwh - unadjusted_kwh) FILTER (WHERE role = 'adjustment') AS window_mean_difference_kwh
+        sum(actual_kwh) FILTER (WHERE unadjusted_kwh IS NOT NULL) AS window_actual_kwh,
+        sum(unadjusted_kwh) FILTER (WHERE actual_kwh IS NOT NULL) AS window_baseline_kwh,
+        avg(actual_kwh - unadjusted_kwh) AS window_mean_difference_kwh
     FROM with_actuals
+    WHERE NOT is_event
     GROUP BY request_id
 ),
 request_adjustments AS (
@@ -345,7 +333,6 @@ SELECT
     w.meter_id,
     q.method,
     q.baseline_status,
-    w.role,
     w.interval_start,
     w.interval_start + INTERVAL 15 MINUTE AS interval_end,
     strftime(w.local_start, '%H:%M') AS local_time,
@@ -367,4 +354,5 @@ SELECT
     END AS adjusted_kwh,
     w.actual_kwh
 FROM with_actuals w
-JOIN request_adjustments q USING (request_id);
+JOIN request_adjustments q USING (request_id)
+WHERE w.is_event;

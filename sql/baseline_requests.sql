@@ -75,6 +75,7 @@ windows AS (
 classified AS (
     SELECT
         w.*,
+        p.meter_no,
         p.tz,
         p.is_battery_submeter,
         CAST(timezone(p.tz, w.event_start) AS DATE) AS event_date
@@ -111,6 +112,7 @@ SELECT
     request_id,
     meter_event_id,
     meter_id,
+    meter_no,
     param_key,
     tz,
     method,

@@ -5,7 +5,8 @@
 -- wall-clock HH:MM), eligible_days (the market-local days averaged, most recent first; for
 -- high 4 of 5 without the dropped day), unadjusted_kwh, adjustment_ratio (day-of ratio,
 -- clamped), adjustment_additive_kwh (high 4 of 5), adjusted_kwh, actual_kwh (NULL = no
--- reading). The whole table is rebuilt from baseline_intervals (purpose 'events').
+-- reading). The whole table is rebuilt from the baseline_intervals view (purpose 'events');
+-- rows are in no particular order (sort by meter_event_id, interval_start when reading).
 
 CREATE OR REPLACE TABLE baselines AS
 SELECT
@@ -26,6 +27,4 @@ SELECT
     adjusted_kwh,
     adjusted_kwh - unadjusted_kwh AS adjustment_kwh,
     actual_kwh
-FROM baseline_intervals
-WHERE role = 'event'
-ORDER BY meter_event_id, interval_start;
+FROM baseline_intervals;

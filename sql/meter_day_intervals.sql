@@ -10,7 +10,7 @@
 
 CREATE OR REPLACE TEMP TABLE meter_day_intervals AS
 WITH present AS (
-    SELECT p.meter_id, p.tz, c.local_date, c.intervals_present
+    SELECT p.meter_id, p.meter_no, p.tz, c.local_date, c.intervals_present
     FROM (
         SELECT meter_id, local_date, count(kwh) AS intervals_present
         FROM interval_reads
@@ -22,6 +22,7 @@ WITH present AS (
     UNION ALL
     SELECT
         i.meter_id,
+        p.meter_no,
         p.tz,
         CAST(timezone(p.tz, i.interval_start) AS DATE) AS local_date,
         count(i.kwh) AS intervals_present
@@ -42,7 +43,7 @@ day_lengths AS (
         ) AS intervals_expected
     FROM (SELECT DISTINCT tz, local_date FROM present)
 )
-SELECT p.meter_id, p.local_date, p.intervals_present, d.intervals_expected
+SELECT p.meter_id, p.meter_no, p.local_date, p.intervals_present, d.intervals_expected
 FROM present p
 JOIN day_lengths d USING (tz, local_date)
 WHERE p.local_date BETWEEN getvariable('days_from') AND getvariable('days_to');

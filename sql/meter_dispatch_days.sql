@@ -7,6 +7,7 @@
 CREATE OR REPLACE TEMP TABLE meter_dispatch_days AS
 SELECT DISTINCT
     e.meter_id,
+    p.meter_no,
     CAST(unnest(generate_series(
         CAST(timezone(p.tz, e.start_time) AS DATE),
         CAST(timezone(p.tz, e.end_time - INTERVAL 1 MICROSECOND) AS DATE),

@@ -13,6 +13,8 @@ WITH known_meters AS (
 )
 SELECT
     k.meter_id,
+    -- a dense integer alias of meter_id: a cheap key for sorts and joins downstream
+    CAST(row_number() OVER (ORDER BY k.meter_id) AS INTEGER) AS meter_no,
     coalesce(tz.timezone, getvariable('default_timezone')) AS tz,
     coalesce(
         m.meter_type IN ('SUBMETER', 'DEVICE') AND list_contains(m.load_types, 'BATTERY_STORAGE'),
