@@ -8,6 +8,7 @@ must agree to 1e-6 kWh.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from statistics import mean
 
@@ -23,7 +24,7 @@ from test_performance_fixtures import (
 )
 
 from vpp_pipeline.measurement import models
-from vpp_pipeline.measurement.config import MeasurementConfig
+from vpp_pipeline.measurement.config import MeasurementConfig, MeasurementParameters
 
 TOL = 1e-6
 NOW = datetime(2024, 12, 1, tzinfo=UTC)
@@ -520,6 +521,49 @@ def test_high_4_of_5_with_additive_adjustment(db):
         assert row[7] == pytest.approx(unadjusted + adjustment, abs=TOL)
         delivered += unadjusted + adjustment - load(q.astimezone(LA))
     assert performance(db, "e-high")["delivered_kwh"] == pytest.approx(delivered, abs=TOL)
+
+
+def test_event_off_the_quarter_hour_with_adjustment_window_up_to_its_start(tmp_path):
+    """An event starting at 16:07 with an adjustment window ending at the event start:
+    the 16:00 quarter hour is both the first event quarter hour and the last adjustment
+    one (the windows are whole quarter hours around [start - 4 h, start))."""
+    conn = connect(tmp_path / "odd.duckdb")
+    start, end = local(WED, 16, 7), local(WED, 18)
+
+    def load(t: datetime) -> float:
+        hours = t.hour + t.minute / 60
+        if t.date() == WED and 16 <= hours < 18:
+            return base_load(t) * 0.5
+        if t.date() == WED and 12 <= hours < 16:
+            return base_load(t) * 1.1
+        return base_load(t)
+
+    add_meter(conn, "m-odd")
+    add_reads(conn, "m-odd", date(2024, 5, 25), WED, load)
+    add_event(conn, "e-odd", "m-odd", start, end)
+    config = MeasurementConfig(
+        defaults=replace(
+            MeasurementParameters(), adjustment_start_hours=4.0, adjustment_end_hours=0.0
+        )
+    )
+    models.build_baselines(conn, config)
+    # every weekday of the 45 before, most recent first, without Independence Day
+    days = [date(2024, 7, d) for d in (16, 15, 12, 11, 10, 9, 8, 5, 3, 2)]
+    adjustment_quarters = quarters(local(WED, 12), local(WED, 16, 15))  # 12:00 .. 16:00
+    actual = sum(load(q.astimezone(LA)) for q in adjustment_quarters)
+    base = sum(hand_unadjusted(load, WED, q, days) for q in adjustment_quarters)
+    ratio = actual / base
+    assert 0.8 < ratio < 1.2  # not clamped: the 16:00 quarter hour's half load pulls it down
+    rows = baseline_rows(conn, "e-odd")
+    assert [r[0] for r in rows] == quarters(local(WED, 16), end)
+    for row in rows:
+        unadjusted = hand_unadjusted(load, WED, row[0], days)
+        assert row[1:4] == ("10-in-10", "ok", days)
+        assert row[4] == pytest.approx(unadjusted, abs=TOL)
+        assert row[5] == pytest.approx(ratio, abs=TOL)
+        assert row[7] == pytest.approx(unadjusted * ratio, abs=TOL)
+        assert row[8] == pytest.approx(load(row[0].astimezone(LA)), abs=TOL)
+    conn.close()
 
 
 def test_pending_data_until_grace_period_then_scored(db):
