@@ -21,11 +21,12 @@
 -- Fewer chosen days than min_days: baseline NULL (insufficient_data).
 --
 -- Cost: interval_reads is scanned once and joined to a small table of spans: per request,
--- its event day and each chosen baseline day, the readings it needs, each with a constant
--- shift that moves a reading's instant onto the event day's quarter hour of the same
--- wall-clock time. The join's output goes straight into one aggregation per request and
--- quarter hour; no per-reading table is stored. Near a DST change a span is cut into one
--- span per reading (its own shift and weight), so the same join serves it.
+-- window (event or adjustment) and day (its event day and each chosen baseline day), the
+-- readings it needs, with a constant shift that moves a reading's instant onto the event
+-- day's quarter hour of the same wall-clock time. The join's output goes straight into one
+-- aggregation per request, role and quarter hour; no per-reading table is stored. Near a
+-- DST change a span is cut into one span per reading (its own shift and weight), so the
+-- same join serves it.
 
 CREATE OR REPLACE TEMP VIEW baseline_intervals AS
 WITH needed AS (
@@ -82,30 +83,24 @@ needed_local AS MATERIALIZED (
     FROM needed n
     JOIN local_clock c ON c.tz = n.tz AND c.utc_start = n.interval_start
 ),
--- Per request, the span of readings it needs: on the event day itself the UTC span of its
--- quarter hours; on each baseline day the same wall-clock span moved to that day.
+-- Per request and role (event or adjustment window), the span of readings it needs: on the
+-- event day itself the UTC span of its quarter hours; on each baseline day the same
+-- wall-clock span moved to that day. A reading inside both windows is found by both spans.
 request_spans AS (
     SELECT
-        n.request_no,
-        any_value(n.meter_id) AS meter_id,
-        any_value(n.tz) AS tz,
-        min(n.interval_start) AS first_start,
-        max(n.interval_start) AS last_start,
-        min(n.wall_offset) AS first_wall,
-        max(n.wall_offset) AS last_wall,
-        -- Whether a reading's quarter hour (and role) follows from its instant alone: no DST
-        -- change inside the event-day span (wall clock and UTC advance together) and
-        -- event and adjustment windows that do not overlap (each instant has one role).
-        epoch_us(max(n.interval_start)) - epoch_us(min(n.interval_start))
-            = max(n.wall_offset_us) - min(n.wall_offset_us)
-            AND (
-                any_value(r.method) = 'meter-generator-output'
-                OR any_value(r.adjustment_end) <= any_value(r.window_start)
-                OR any_value(r.adjustment_start) >= any_value(r.window_end)
-            ) AS linear
-    FROM needed_local n
-    JOIN baseline_requests r USING (request_no)
-    GROUP BY n.request_no
+        request_no,
+        is_event,
+        any_value(meter_id) AS meter_id,
+        any_value(tz) AS tz,
+        min(interval_start) AS first_start,
+        max(interval_start) AS last_start,
+        min(wall_offset) AS first_wall,
+        max(wall_offset) AS last_wall,
+        -- no DST change inside the event-day span: wall clock and UTC advance together
+        epoch_us(max(interval_start)) - epoch_us(min(interval_start))
+            = max(wall_offset_us) - min(wall_offset_us) AS linear
+    FROM needed_local
+    GROUP BY request_no, is_event
 ),
 baseline_spans AS (
     SELECT
@@ -118,6 +113,7 @@ baseline_spans AS (
     FROM (
         SELECT
             s.request_no,
+            s.is_event,
             s.meter_id,
             s.tz,
             s.first_start,
@@ -130,52 +126,42 @@ baseline_spans AS (
     )
 ),
 -- shift_us moves a reading's instant onto the needed quarter hour of the same wall-clock
--- time (0 on the event day). fixed_is_event is NULL where the role follows from that
--- quarter hour, else the role of the one quarter hour a single-reading span serves.
+-- time (0 on the event day); every reading a span finds is needed, in the span's role.
 spans AS (
     SELECT
-        request_no, meter_id, CAST(NULL AS DATE) AS baseline_day,
-        first_start AS span_start, last_start AS span_last, 0 AS shift_us,
-        CAST(NULL AS BOOLEAN) AS fixed_is_event, 1.0 AS reading_weight
+        request_no, is_event, meter_id, CAST(NULL AS DATE) AS baseline_day,
+        first_start AS span_start, last_start AS span_last, 0 AS shift_us, 1.0 AS reading_weight
     FROM request_spans
     WHERE linear
     UNION ALL
     SELECT
-        request_no, meter_id, baseline_day,
+        request_no, is_event, meter_id, baseline_day,
         timezone(tz, wall_first), timezone(tz, wall_last),
-        epoch_us(first_start) - epoch_us(timezone(tz, wall_first)),
-        NULL, 1.0
+        epoch_us(first_start) - epoch_us(timezone(tz, wall_first)), 1.0
     FROM baseline_spans
     WHERE shiftable
     UNION ALL
-    -- event day of a request whose span is not linear: each quarter hour's own reading
-    SELECT
-        n.request_no, n.meter_id, NULL, n.interval_start, n.interval_start, 0, n.is_event, 1.0
+    -- event day across a DST change: one span per quarter hour, its own reading
+    SELECT n.request_no, n.is_event, n.meter_id, NULL, n.interval_start, n.interval_start, 0, 1.0
     FROM needed_local n
-    SEMI JOIN (SELECT request_no FROM request_spans WHERE NOT linear) s USING (request_no)
+    SEMI JOIN (SELECT * FROM request_spans WHERE NOT linear) s USING (request_no, is_event)
     UNION ALL
-    -- baseline day near a DST change (or of a non-linear request): the reading(s) at the
-    -- same wall-clock time, none where it was skipped, two of weight 0.5 where it repeated
+    -- baseline day near a DST change: one span per reading at the same wall-clock time,
+    -- none where it was skipped (spring forward), two of weight 0.5 where it repeated
     SELECT
-        n.request_no, n.meter_id, b.baseline_day, c.utc_start, c.utc_start,
-        n.needed_us - epoch_us(c.utc_start), n.is_event, c.reading_weight
+        n.request_no, n.is_event, n.meter_id, b.baseline_day, c.utc_start, c.utc_start,
+        n.needed_us - epoch_us(c.utc_start), c.reading_weight
     FROM baseline_spans b
-    JOIN needed_local n USING (request_no)
+    JOIN needed_local n USING (request_no, is_event)
     JOIN local_clock c
         ON c.tz = b.tz AND c.local_start = CAST(b.baseline_day AS TIMESTAMP) + n.wall_offset
     WHERE NOT b.shiftable
 ),
--- keyed by the interval table's own local_date (one row per day a span touches); carries
--- the request's window bounds so a reading's role is decided in the big join itself
+-- keyed by the interval table's own local_date (one row per day a span touches)
 span_keys AS (
     SELECT
         s.*,
         q.method = 'high-4-of-5' AS drops_a_day,
-        epoch_us(q.window_start) AS window_start_us,
-        epoch_us(q.window_end) AS window_end_us,
-        q.method <> 'meter-generator-output' AS has_adjustment,
-        epoch_us(q.adjustment_start) AS adjustment_start_us,
-        epoch_us(q.adjustment_end) AS adjustment_end_us,
         CAST(unnest(generate_series(
             CAST(timezone(getvariable('interval_local_timezone'), s.span_start) AS DATE),
             CAST(timezone(getvariable('interval_local_timezone'), s.span_last) AS DATE),
@@ -184,42 +170,22 @@ span_keys AS (
     FROM spans s
     JOIN baseline_requests q USING (request_no)
 ),
--- the readings each request needs, with the quarter hour (needed_us) and role they serve;
--- readings of a span that no quarter hour needs are dropped here
+-- the readings each request needs, with the quarter hour (needed_us) and role they serve
+-- (interval_reads starts are whole quarter hours: the interval checks reject others)
 span_reads AS (
     SELECT
-        request_no,
-        needed_us,
-        coalesce(fixed_is_event, needed_us >= window_start_us AND needed_us < window_end_us) AS is_event,
-        baseline_day,
-        drops_a_day,
-        reading_weight,
-        kwh
-    FROM (
-        SELECT
-            k.request_no,
-            epoch_us(i.interval_start) + k.shift_us AS needed_us,
-            k.fixed_is_event,
-            k.baseline_day,
-            k.drops_a_day,
-            k.reading_weight,
-            k.window_start_us,
-            k.window_end_us,
-            k.has_adjustment,
-            k.adjustment_start_us,
-            k.adjustment_end_us,
-            i.kwh
-        FROM interval_reads i
-        JOIN span_keys k
-            ON i.meter_id = k.meter_id
-            AND i.local_date = k.read_date
-            AND i.interval_start BETWEEN k.span_start AND k.span_last
-    )
-    WHERE fixed_is_event IS NOT NULL
-        OR needed_us % 900000000 = 0 AND (
-            needed_us >= window_start_us AND needed_us < window_end_us
-            OR has_adjustment AND needed_us >= adjustment_start_us AND needed_us < adjustment_end_us
-        )
+        k.request_no,
+        k.is_event,
+        epoch_us(i.interval_start) + k.shift_us AS needed_us,
+        k.baseline_day,
+        k.drops_a_day,
+        k.reading_weight,
+        i.kwh
+    FROM interval_reads i
+    JOIN span_keys k
+        ON i.meter_id = k.meter_id
+        AND i.local_date = k.read_date
+        AND i.interval_start BETWEEN k.span_start AND k.span_last
 ),
 -- Per request, role and quarter hour, in one pass over the readings: the weighted sum over
 -- baseline days (a day's weights at one wall-clock time sum to 1, so sum(kwh x weight) /
