@@ -24,9 +24,14 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from vpp_pipeline.dispatch.examples import meter_notification
 
 KEY = "bench-key"
 
@@ -50,33 +55,11 @@ def _free_port() -> int:
 
 
 def body(i: int) -> bytes:
-    return json.dumps(
-        {
-            "integration_test_notification": False,
-            "communication_test": False,
-            "meter_dispatches": [
-                {
-                    "meter_id": "dd21c76c-7126-4ef7-b0a6-f190fad300b2",
-                    "partner_reference": f"site-{i % 50}",
-                    "timeslots": [
-                        {
-                            "meter_event_id": str(uuid.uuid4()),
-                            "start_time": "2030-07-21T00:00:00.000Z",
-                            "end_time": "2030-07-21T01:00:00.000Z",
-                            "energy_kw": 8,
-                            "nomination_kw": 10,
-                            "cancelled": False,
-                            "programs": ["CCA"],
-                            "priority": 2,
-                            "is_voluntary": False,
-                            "performance_compensation_cap": "up-to-site-load",
-                            "dispatch_event_types": ["day-ahead"],
-                        }
-                    ],
-                }
-            ],
-        }
-    ).encode()
+    payload = meter_notification(
+        "dd21c76c-7126-4ef7-b0a6-f190fad300b2", str(uuid.uuid4()), datetime(2030, 7, 21, tzinfo=UTC)
+    )
+    payload["meter_dispatches"][0]["partner_reference"] = f"site-{i % 50}"
+    return json.dumps(payload).encode()
 
 
 def start(kind: str, port: int, db: Path) -> subprocess.Popen:

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from vpp_pipeline.dispatch.examples import meter_notification
 from vpp_pipeline.ops import OpsStore
 from vpp_pipeline.receiver import MAX_BODY_BYTES, ReceiverServer, ReceiverSettings
 
@@ -23,31 +24,12 @@ VECTOR_PAYLOAD = '{"test": 2432232314}'
 VECTOR_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
+#: Start of the one timeslot of the test notifications (far ahead: never expired).
+SLOT_START = datetime(2030, 7, 21, tzinfo=UTC)
+
+
 def notification() -> dict:
-    return {
-        "integration_test_notification": False,
-        "communication_test": False,
-        "meter_dispatches": [
-            {
-                "meter_id": str(uuid.uuid4()),
-                "timeslots": [
-                    {
-                        "meter_event_id": str(uuid.uuid4()),
-                        "start_time": "2030-07-21T00:00:00.000Z",
-                        "end_time": "2030-07-21T01:00:00.000Z",
-                        "energy_kw": 8,
-                        "nomination_kw": 10,
-                        "cancelled": False,
-                        "programs": ["CCA"],
-                        "priority": 2,
-                        "is_voluntary": False,
-                        "performance_compensation_cap": "up-to-site-load",
-                        "dispatch_event_types": ["day-ahead"],
-                    }
-                ],
-            }
-        ],
-    }
+    return meter_notification(str(uuid.uuid4()), str(uuid.uuid4()), SLOT_START)
 
 
 @pytest.fixture

@@ -12,9 +12,11 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 
 import httpx
 
+from vpp_pipeline.dispatch.examples import meter_notification
 from vpp_pipeline.ops import OpsStore
 
 KEY = "crash-drill-key"
@@ -28,32 +30,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+SLOT_START = datetime(2030, 7, 21, tzinfo=UTC)
+
+
 def _body(event_id: str) -> bytes:
     return json.dumps(
-        {
-            "integration_test_notification": False,
-            "communication_test": False,
-            "meter_dispatches": [
-                {
-                    "meter_id": "dd21c76c-7126-4ef7-b0a6-f190fad300b2",
-                    "timeslots": [
-                        {
-                            "meter_event_id": event_id,
-                            "start_time": "2030-07-21T00:00:00.000Z",
-                            "end_time": "2030-07-21T01:00:00.000Z",
-                            "energy_kw": 8,
-                            "nomination_kw": 10,
-                            "cancelled": False,
-                            "programs": ["CCA"],
-                            "priority": 2,
-                            "is_voluntary": False,
-                            "performance_compensation_cap": "up-to-site-load",
-                            "dispatch_event_types": ["day-ahead"],
-                        }
-                    ],
-                }
-            ],
-        }
+        meter_notification("dd21c76c-7126-4ef7-b0a6-f190fad300b2", event_id, SLOT_START)
     ).encode()
 
 

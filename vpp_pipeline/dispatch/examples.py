@@ -115,3 +115,23 @@ def integration_test_payload(
             }
         ]
     }
+
+
+def meter_notification(
+    meter_id: str,
+    meter_event_id: str,
+    start: datetime,
+    example: ProgramExample | None = None,
+) -> dict:
+    """A webhook notification body with one meter and one timeslot: the first timeslot of
+    ``example`` (default "CAISO - CCA Market Award": 8 kW of 10 kW nominated, one hour),
+    starting at ``start`` (UTC), with the given ids; not a test notification."""
+    example = example or examples_for("CAISO - CCA Market Award")[0]
+    first_start_h = example.slots_h[0][0]
+    slot = example_timeslots(example, "meter", start - timedelta(hours=first_start_h))[0]
+    slot["meter_event_id"] = meter_event_id
+    return {
+        "integration_test_notification": False,
+        "communication_test": False,
+        "meter_dispatches": [{"meter_id": meter_id, "timeslots": [slot]}],
+    }
