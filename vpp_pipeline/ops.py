@@ -18,6 +18,8 @@ order is time order):
   ``dispatch_attempts``: each delivery attempt and its outcome. A command that was not delivered (failed
   after retries, or stranded by a crashed run) is re-sent as a new action with ``retry_of`` pointing at
   it (``vpp_pipeline.dispatch.outbox``).
+- ``schedule_send_locks``: who is sending to a schedule right now (one sender per ``(meter_id,
+  schedule_id)``, so two runs' commands for one schedule never cross on the wire; see ``dispatch.outbox``).
 - ``sites`` / ``site_nominations``: the small site inventory the planner needs (battery kW, nominations),
   refreshed from Leap's API by the reconciliation job.
 
@@ -139,6 +141,15 @@ CREATE TABLE IF NOT EXISTS dispatch_attempts (
     outcome      TEXT NOT NULL,            -- 'ok' | 'retryable' | 'rejected'
     error        TEXT,
     PRIMARY KEY (action_id, attempt)
+);
+-- one sender per schedule at a time (dispatch.outbox): held_at is refreshed at every attempt; a lock
+-- not refreshed for the retry policy's stale_after_s belongs to a dead run and is taken over
+CREATE TABLE IF NOT EXISTS schedule_send_locks (
+    meter_id     TEXT NOT NULL,
+    schedule_id  TEXT NOT NULL,
+    action_id    INTEGER NOT NULL,          -- the command being sent
+    held_at      TEXT NOT NULL,
+    PRIMARY KEY (meter_id, schedule_id)
 );
 CREATE TABLE IF NOT EXISTS sites (
     meter_id            TEXT PRIMARY KEY,
@@ -609,6 +620,36 @@ class OpsSession:
             "   AND b.schedule_id = a.schedule_id AND b.command IN ('put', 'delete')"
             "   AND b.action_id > a.action_id)"
             " ORDER BY a.action_id"
+        )
+
+    def take_send_lock(
+        self, meter_id: str, schedule_id: str, action_id: int, now: datetime, stale_before: datetime
+    ) -> bool:
+        """Take the schedule's send lock for ``action_id``: free, already ours, or held since before
+        ``stale_before`` (its holder stopped refreshing it). False while another sender holds it."""
+        cur = self.conn.execute(
+            "INSERT INTO schedule_send_locks (meter_id, schedule_id, action_id, held_at)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (meter_id, schedule_id) DO UPDATE"
+            " SET action_id = excluded.action_id, held_at = excluded.held_at"
+            " WHERE schedule_send_locks.action_id = excluded.action_id"
+            " OR schedule_send_locks.held_at < ?",
+            (meter_id, schedule_id, action_id, iso(now), iso(stale_before)),
+        )
+        return cur.rowcount > 0
+
+    def refresh_send_lock(
+        self, meter_id: str, schedule_id: str, action_id: int, now: datetime
+    ) -> None:
+        self.conn.execute(
+            "UPDATE schedule_send_locks SET held_at = ?"
+            " WHERE meter_id = ? AND schedule_id = ? AND action_id = ?",
+            (iso(now), meter_id, schedule_id, action_id),
+        )
+
+    def release_send_lock(self, meter_id: str, schedule_id: str, action_id: int) -> None:
+        self.conn.execute(
+            "DELETE FROM schedule_send_locks WHERE meter_id = ? AND schedule_id = ? AND action_id = ?",
+            (meter_id, schedule_id, action_id),
         )
 
     def is_superseded(self, action_id: int, meter_id: str, schedule_id: str) -> bool:

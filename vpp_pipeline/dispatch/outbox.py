@@ -14,8 +14,14 @@ commands through the same delivery code, as a new action (``reason_code`` ``RETR
 ``RETRY_STRANDED``, ``retry_of`` = the action it re-sends, the same payload and revision: PUT and DELETE
 are idempotent per the contract). Commands whose schedule has ended are marked ``expired`` and not sent.
 The claim (select + insert of the new actions) is one ``BEGIN IMMEDIATE`` transaction, so two overlapping
-runs never send the same command twice; just before each send, a command that a newer plan replaced is
-marked ``superseded`` instead.
+runs never send the same command twice.
+
+One sender per schedule: a command is sent while holding its ``(meter_id, schedule_id)`` send lock in the
+ops store (refreshed at every attempt; taken over when not refreshed for ``stale_after_s``, i.e. its run
+died). Holding it, a command that a newer plan replaced is marked ``superseded`` instead of being sent. So
+when two runs deliver different revisions of one schedule, the older one either finishes all its attempts
+before the newer one starts or is never sent: a site never ends on an older revision because two runs'
+requests crossed on the wire (or an older command's retry came after a newer command).
 
 Failed commands wait between retry rounds: the first re-send is due at once (the failing run already backed
 off across its attempts), then ``backoff_initial_s x 2^(round-1)`` capped at ``backoff_max_s``. Times are
@@ -27,8 +33,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Collection, Iterable
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -222,7 +230,7 @@ def redeliver_outstanding(
         )
     if actions:
         log_fn(f"re-sending {len(actions)} undelivered site command(s)")
-        statuses = deliver_actions(store, client, actions)
+        statuses = deliver_actions(store, client, actions, lock_stale_after_s=policy.stale_after_s)
         summary["redelivered"] = statuses.count(DELIVERED)
         summary["retry_failed"] = statuses.count(FAILED)
         summary["superseded"] = statuses.count(SUPERSEDED)
@@ -233,11 +241,17 @@ def redeliver_outstanding(
 
 
 def deliver_actions(
-    store: OpsStore, client: SiteControllerClient, actions: list[dict], max_workers: int = 8
+    store: OpsStore,
+    client: SiteControllerClient,
+    actions: list[dict],
+    max_workers: int = 8,
+    lock_stale_after_s: float = DEFAULT_RETRY_POLICY.stale_after_s,
 ) -> list[str]:
     """Deliver planned actions (dicts with ``action_id``, ``command``, ``meter_id``, ``schedule_id``,
-    ``payload``): meters in parallel, each meter's commands in order. Records every attempt; returns each
-    action's final status (``delivered``, ``failed`` or ``superseded``) in the order given."""
+    ``payload``): meters in parallel, each meter's commands in order, each under its schedule's send lock
+    (waiting for another run's delivery to the same schedule to finish; a lock not refreshed for
+    ``lock_stale_after_s`` seconds is taken over). Records every attempt; returns each action's final
+    status (``delivered``, ``failed`` or ``superseded``) in the order given."""
     by_meter: dict[str, list[int]] = {}
     for index, action in enumerate(actions):
         by_meter.setdefault(action["meter_id"], []).append(index)
@@ -245,7 +259,8 @@ def deliver_actions(
 
     def run_meter(indexes: list[int]) -> None:
         for index in indexes:
-            statuses[index] = _deliver_one(store, client, actions[index])
+            with _send_lock(store, actions[index], lock_stale_after_s):
+                statuses[index] = _deliver_one(store, client, actions[index])
 
     if len(by_meter) == 1:
         run_meter(next(iter(by_meter.values())))
@@ -253,6 +268,28 @@ def deliver_actions(
         with ThreadPoolExecutor(max_workers=min(max_workers, len(by_meter))) as pool:
             list(pool.map(run_meter, by_meter.values()))
     return statuses
+
+
+@contextmanager
+def _send_lock(store: OpsStore, action: dict, stale_after_s: float) -> Iterator[None]:
+    """Hold the send lock of the action's schedule (polling while another sender holds it)."""
+    key = (action["meter_id"], action["schedule_id"], action["action_id"])
+    poll_s, waited = 0.02, False
+    while True:
+        now = datetime.now(UTC)
+        with store.session() as s:
+            if s.take_send_lock(*key, now, now - timedelta(seconds=stale_after_s)):
+                break
+        if not waited:
+            log.info("waiting for another run's delivery to %s/%s to finish", *key[:2])
+            waited = True
+        time.sleep(poll_s)
+        poll_s = min(poll_s * 2, 0.25)
+    try:
+        yield
+    finally:
+        with store.session() as s:
+            s.release_send_lock(*key)
 
 
 def _deliver_one(store: OpsStore, client: SiteControllerClient, action: dict) -> str:
@@ -266,6 +303,10 @@ def _deliver_one(store: OpsStore, client: SiteControllerClient, action: dict) ->
 
     def record(attempt: Attempt) -> None:
         with store.session() as s:
+            # the lock stays ours while attempts go on (a stale lock means a dead sender)
+            s.refresh_send_lock(
+                action["meter_id"], action["schedule_id"], action["action_id"], datetime.now(UTC)
+            )
             s.record_attempt(
                 action["action_id"],
                 attempt.attempt,

@@ -198,7 +198,8 @@ def process_inbox(
     )
     summary["superseded"] = 0
     if actions:
-        statuses = deliver_actions(store, client, actions)
+        stale_after_s = (retry_policy or DEFAULT_RETRY_POLICY).stale_after_s
+        statuses = deliver_actions(store, client, actions, lock_stale_after_s=stale_after_s)
         summary["delivered"] = statuses.count(DELIVERED)
         summary["failed"] = statuses.count(FAILED)
         summary["superseded"] = statuses.count(SUPERSEDED)
