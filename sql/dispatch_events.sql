@@ -43,71 +43,26 @@ member_shares AS (
 group_rows AS (
     SELECT
         market_group_event_id || ':' || member_meter_id AS meter_event_id,
-        market_group_event_id,
-        market_group_id,
+        * EXCLUDE (meter_ids, member_meter_id, member_count, member_nomination_kw,
+            known_members, group_nomination_kw, energy_kw, nomination_kw),
         member_meter_id AS meter_id,
-        programs,
-        start_time,
-        end_time,
-        CASE
-            WHEN known_members = member_count AND group_nomination_kw > 0
-                THEN member_nomination_kw / group_nomination_kw
-            ELSE 1.0 / member_count
-        END AS share,
-        energy_kw,
-        nomination_kw,
-        priority,
-        is_voluntary,
-        performance_compensation_cap,
-        dispatch_event_types,
-        cancelled,
-        is_test,
-        revision,
-        updated_at
-    FROM member_shares
+        energy_kw * share AS energy_kw,
+        nomination_kw * share AS nomination_kw
+    FROM (
+        SELECT
+            *,
+            CASE
+                WHEN known_members = member_count AND group_nomination_kw > 0
+                    THEN member_nomination_kw / group_nomination_kw
+                ELSE 1.0 / member_count
+            END AS share
+        FROM member_shares
+    )
 ),
 search_rows AS (
-    SELECT
-        meter_event_id,
-        CAST(NULL AS VARCHAR) AS market_group_event_id,
-        CAST(NULL AS VARCHAR) AS market_group_id,
-        meter_id,
-        programs,
-        start_time,
-        end_time,
-        energy_kw,
-        nomination_kw,
-        priority,
-        is_voluntary,
-        performance_compensation_cap,
-        dispatch_event_types,
-        cancelled,
-        is_test,
-        revision,
-        'search' AS source,
-        updated_at
-    FROM stg_meter_dispatch_slots
-    UNION ALL
-    SELECT
-        meter_event_id,
-        market_group_event_id,
-        market_group_id,
-        meter_id,
-        programs,
-        start_time,
-        end_time,
-        energy_kw * share,
-        nomination_kw * share,
-        priority,
-        is_voluntary,
-        performance_compensation_cap,
-        dispatch_event_types,
-        cancelled,
-        is_test,
-        revision,
-        'search' AS source,
-        updated_at
-    FROM group_rows
+    SELECT *, 'search' AS source FROM stg_meter_dispatch_slots
+    UNION ALL BY NAME
+    SELECT * EXCLUDE (share), 'search' AS source FROM group_rows
 ),
 all_rows AS (
     SELECT 1 AS precedence, * EXCLUDE (committed_kw) FROM stg_ops_dispatch_events
