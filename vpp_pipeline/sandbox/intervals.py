@@ -45,6 +45,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import polars as pl
 
+from vpp_pipeline.intervals.codes import CSV_COLUMNS  # Leap's header, the one the ingest reads
+
 from . import load_shapes as shapes
 from .portfolio import Portfolio, build_portfolio
 from .timefmt import parse_datetime
@@ -54,17 +56,6 @@ INTERVAL = timedelta(seconds=INTERVAL_SECONDS)
 #: intervals that start more than this before the portfolio anchor are ``final``
 FINAL_LAG = timedelta(days=2)
 RESPONSE_CATEGORIES = ("good", "partial", "none", "gaps")
-#: Leap's interval upload CSV header (digest section 13), in this exact order
-CSV_COLUMNS = (
-    "meter_id",
-    "interval_start_time_utc",
-    "interval_end_time_utc",
-    "energy_net_kwh",
-    "energy_consumed_kwh",
-    "energy_generated_kwh",
-    "final",
-    "region",
-)
 #: energy values are rounded to 0.1 Wh so that CSV, API and frames agree exactly
 KWH_DECIMALS = 4
 
