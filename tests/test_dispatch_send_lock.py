@@ -81,11 +81,13 @@ def test_newer_revision_waits_for_the_older_ones_retries(tmp_path, site):
 
     first = threading.Thread(target=run, args=("older", older))
     first.start()
-    deadline = time.monotonic() + 5
-    while lock_holder(store) != older["action_id"] and time.monotonic() < deadline:
+    # wait until the older PUT has reached the site (it took the injected fault): that run is past
+    # its superseded check, its first attempt on the wire and answered late
+    deadline = time.monotonic() + 10
+    while site.state.fail_count > 0 and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert site.state.fail_count == 0
     assert lock_holder(store) == older["action_id"]
-    time.sleep(0.2)  # the older run is past its superseded check, its first PUT on the wire
     newer = plan_put(store, revision=2)
     second = threading.Thread(target=run, args=("newer", newer))
     second.start()
