@@ -26,8 +26,14 @@ class LeapResource(dg.ConfigurableResource):
     api_key: str = settings.DEFAULT_SANDBOX_API_KEY
     timeout_s: float = 30.0
     max_attempts: int = 5
+    """Attempts per request (429, 5xx, timeouts and connection errors are retried)."""
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
+    retry_after_max_s: float = 300.0
+    """Longest wait honoured from a ``Retry-After`` header (seconds); longer asks are cut."""
+    max_pages: int = 1000
+    """Pages followed per search before the client stops with an error (a server that keeps
+    sending ``next_page_token`` is never followed forever)."""
 
     def client(self) -> LeapClient:
         return LeapClient(
@@ -37,6 +43,8 @@ class LeapResource(dg.ConfigurableResource):
             max_attempts=self.max_attempts,
             backoff_initial_s=self.backoff_initial_s,
             backoff_max_s=self.backoff_max_s,
+            retry_after_max_s=self.retry_after_max_s,
+            max_pages=self.max_pages,
         )
 
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from vpp_pipeline.leap.client import LeapClient, dispatch_windows, format_utc
+from vpp_pipeline.leap.client import LeapClient, dispatch_windows, format_utc, page_limit_error
 from vpp_pipeline.leap.errors import LeapResponseError
 
 METER_INTERVALS_SEARCH = "/v1.1/analytics/intervals/meter/search"
@@ -141,6 +141,8 @@ def _pages(client: LeapClient, path: str, body: dict[str, Any], key: str) -> Ite
         if token in seen:
             raise LeapResponseError(endpoint, f"next_page_token {token!r} repeats: pagination loop")
         seen.add(token)
+        if len(seen) >= client.max_pages:
+            raise page_limit_error(endpoint, client.max_pages)
         request = {**body, "page_token": token}
 
 

@@ -2,7 +2,8 @@
 
 * Auth: ``Authorization: Bearer <key>``; base URL and key from ``LEAP_API_BASE_URL`` /
   ``LEAP_API_KEY``, defaulting to the local sandbox.
-* Pagination: follows ``page_token`` / ``next_page_token`` until it is null or absent.
+* Pagination: follows ``page_token`` / ``next_page_token`` until it is null or absent, at
+  most ``max_pages`` pages per search (then :class:`LeapResponseError`: paging never ends).
 * Dispatch searches are split into windows of at most 31 days (Leap rejects longer ones).
 * Retries (tenacity): 429, 5xx, connection errors and timeouts, with exponential backoff
   and full jitter, honouring ``Retry-After`` when Leap sends one, up to ``max_attempts``.
@@ -54,6 +55,8 @@ MAX_DISPATCH_WINDOW = timedelta(days=31)
 MAX_METER_PAGE_SIZE = 500
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Pages one search may take before the client gives up (LeapResource.max_pages).
+DEFAULT_MAX_PAGES = 1000
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -101,6 +104,16 @@ class _WaitRetryAfterOrBackoff(tenacity.wait.wait_base):
         if isinstance(exc, _RetryableStatus) and exc.retry_after_s is not None:
             return min(exc.retry_after_s, self.retry_after_max_s)
         return self.backoff(retry_state)
+
+
+def page_limit_error(endpoint: str, max_pages: int) -> LeapResponseError:
+    """Paging stopped at ``max_pages``: the server still sent a ``next_page_token``."""
+    return LeapResponseError(
+        endpoint,
+        f"stopped after {max_pages} pages (max_pages): the server still sends a "
+        "next_page_token, so paging would not end; if the result really is this large, "
+        "raise max_pages (LeapResource.max_pages)",
+    )
 
 
 def _is_retryable(exc: BaseException) -> bool:
@@ -169,11 +182,15 @@ class LeapClient:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         retry_after_max_s: float = 300.0,
+        max_pages: int = DEFAULT_MAX_PAGES,
         sleep: Callable[[float], None] = time.sleep,
         on_request: Callable[[str, dict[str, Any]], None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
+        if max_pages < 1:
+            raise ValueError("max_pages must be at least 1")
+        self.max_pages = max_pages
         self.base_url = (base_url or settings.leap_api_base_url()).rstrip("/")
         self.max_attempts = max_attempts
         self._backoff_initial_s = backoff_initial_s
@@ -295,6 +312,8 @@ class LeapClient:
                     endpoint, f"next_page_token {token!r} repeats: pagination loop"
                 )
             seen_tokens.add(token)
+            if len(seen_tokens) >= self.max_pages:
+                raise page_limit_error(endpoint, self.max_pages)
             request = {**request, "page_token": token}
 
     # -- endpoints ----------------------------------------------------------------------
