@@ -1,30 +1,34 @@
 """Analyze, part 1: 15-minute interval reads in market-local daily partitions.
 
 Two sources, one table:
-* CSV drops in Leap's upload format land in ``VPP_INTERVAL_LANDING_DIR``; the
-  ``interval_landing_sensor`` requests the partitions each new file touches.
+* CSV drops in Leap's upload format land in ``VPP_INTERVAL_LANDING_DIR``; once a drop is
+  complete, the ``interval_landing_sensor`` requests ONE run for its files and every
+  partition they touch (conventions: docs/landing.md).
 * Leap's meter-level intervals API, for the meters and days a run asks for (the daily
   schedule asks for yesterday, market time).
 
-``interval_files`` validates and loads every waiting file (Leap's error codes, rejects kept,
-files archived to accepted/ or failed/ with errors.csv); ``interval_reads`` rebuilds its
-days from every delivery with the correction rule (sql/interval_reads.sql).
+``interval_files`` validates and loads the complete files (each checked on its own: Leap's
+error codes, rejects kept, files archived to accepted/ or failed/ with errors.csv, links and
+other non-files refused and left in place); ``interval_reads`` rebuilds its days from every
+delivery with the correction rule (sql/interval_reads.sql).
 """
 
-import json
+import hashlib
+import time
 from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from vpp_pipeline import settings
+from vpp_pipeline.intervals.drops import DropCursor, plan_drop, touched_local_dates
 from vpp_pipeline.intervals.ingest import (
     ingest_api_frame,
     ingest_landing_files,
     local_day_bounds_utc,
     rebuild_interval_reads,
 )
-from vpp_pipeline.intervals.landing import file_key, pending_files, touched_local_dates
+from vpp_pipeline.intervals.landing import scan_landing
 from vpp_pipeline.resources import IntervalSourceResource, LeapResource
 from vpp_pipeline.warehouse import preview_markdown, table_exists
 
@@ -34,39 +38,67 @@ INTERVAL_PARTITIONS = dg.DailyPartitionsDefinition(
 )
 
 
+class IntervalFilesConfig(dg.Config):
+    """Which landing files an ``interval_files`` run loads."""
+
+    files: list[str] = []  # noqa: RUF012 (pydantic copies defaults)
+    """Files as ``name:size:mtime_ns``, as the landing sensor saw them complete (one changed
+    since is left for a later run). Empty: every complete file in the folder (a ``.done``
+    marker, or unchanged for ``quiet_seconds``)."""
+
+
 @dg.asset(group_name="analyze", kinds={"duckdb"}, deps=["meters"], pool="duckdb")
 def interval_files(
     context: dg.AssetExecutionContext,
+    config: IntervalFilesConfig,
     duckdb: DuckDBResource,
     interval_source: IntervalSourceResource,
 ) -> dg.MaterializeResult:
-    """Every interval CSV waiting in the landing folder, validated like Leap validates and
-    loaded into ``interval_deliveries`` (good rows) and ``interval_rejects`` (one row per
-    problem, with Leap's codes); each file is then archived to ``accepted/`` or ``failed/``
-    beside an ``errors.csv``. Ledger: ``interval_files``."""
+    """Interval CSVs from the landing folder, each read once and checked on its own, validated
+    like Leap validates and loaded into ``interval_deliveries`` (good rows) and
+    ``interval_rejects`` (one row per problem, with Leap's codes); each file is then archived
+    to ``accepted/`` or ``failed/`` beside an ``errors.csv``. A file that is not UTF-8 text
+    (``ENC_0001``, with the byte offset), binary or not Leap CSV is rejected whole; links and
+    other non-files are refused (``FIL_0005``/``FIL_0006``) and left in place. Ledger:
+    ``interval_files``."""
     with duckdb.get_connection() as conn:
         report = ingest_landing_files(
-            conn, interval_source.landing_path, market_tz=interval_source.market_timezone
+            conn,
+            interval_source.landing_path,
+            market_tz=interval_source.market_timezone,
+            files=config.files or None,
+            quiet_seconds=interval_source.quiet_seconds,
+            require_done_marker=interval_source.require_done_marker,
         )
     table = "\n".join(
-        ["| file | status | rows loaded | rows rejected | days |", "|---|---|---|---|---|"]
+        [
+            "| file | status | rows loaded | rows rejected | days | problem |",
+            "|---|---|---|---|---|---|",
+        ]
         + [
             f"| {f.file_name} | {f.status} | {f.rows_accepted} | {f.rows_rejected} | "
-            f"{', '.join(d.isoformat() for d in f.local_dates[:5])}{' ...' if len(f.local_dates) > 5 else ''} |"
+            f"{', '.join(d.isoformat() for d in f.local_dates[:5])}{' ...' if len(f.local_dates) > 5 else ''} | "
+            f"{(f.problem or '')[:120]} |"
             for f in report.files
         ]
     )
     context.log.info(
-        f"{len(report.files)} file(s): {report.rows_accepted} rows loaded, {report.rows_rejected} rejected"
+        f"{len(report.files)} file(s): {report.rows_accepted} rows loaded, "
+        f"{report.rows_rejected} rejected; {len(report.waiting)} still incomplete"
     )
     return dg.MaterializeResult(
         metadata={
             "files": len(report.files),
             "files_failed": sum(f.status == "failed" for f in report.files),
+            "files_refused": sum(f.status == "refused" for f in report.files),
+            "files_not_ready": sum(f.status == "not_ready" for f in report.files)
+            + len(report.waiting),
             "rows_loaded": report.rows_accepted,
             "rows_rejected": report.rows_rejected,
             "local_dates": [d.isoformat() for d in report.local_dates],
-            "details": dg.MetadataValue.md(table if report.files else "(no files waiting)"),
+            "details": dg.MetadataValue.md(
+                table if report.files else "(no complete files waiting)"
+            ),
         }
     )
 
@@ -189,55 +221,88 @@ interval_reads_daily = dg.build_schedule_from_partitioned_job(
 CSV_ONLY_RUN_CONFIG = {"ops": {"interval_reads": {"config": {"fetch_api": False}}}}
 
 
+def landing_run_request(keys: list[str], days: list[str]) -> dg.RunRequest:
+    """ONE run for one drop: its files, and every partition they touch as one range (the
+    days between are rebuilt too: idempotent, and one run instead of one per day)."""
+    files_config = {"interval_files": {"config": {"files": sorted(keys)}}}
+    digest = hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:24]
+    names = sorted({key.rsplit(":", 2)[0] for key in keys})
+    tags = {"vpp/landing_files": ", ".join(names)[:200], "vpp/landing_file_count": str(len(names))}
+    if not days:
+        # Not CSV, or no usable day: still needs validating, rejecting and archiving.
+        return dg.RunRequest(
+            run_key=f"landing-files-{digest}",
+            job_name=interval_files_job.name,
+            run_config={"ops": files_config},
+            tags=tags,
+        )
+    run_config = {"ops": {**CSV_ONLY_RUN_CONFIG["ops"], **files_config}}
+    if days[0] == days[-1]:
+        return dg.RunRequest(
+            run_key=f"landing-{digest}",
+            job_name=interval_reads_job.name,
+            partition_key=days[0],
+            run_config=run_config,
+            tags=tags,
+        )
+    return dg.RunRequest(
+        run_key=f"landing-{digest}",
+        job_name=interval_reads_job.name,
+        run_config=run_config,
+        tags={
+            **tags,
+            "dagster/asset_partition_range_start": days[0],
+            "dagster/asset_partition_range_end": days[-1],
+        },
+    )
+
+
 @dg.sensor(
     jobs=[interval_reads_job, interval_files_job],
     minimum_interval_seconds=30,
-    description="Requests the interval_reads partitions that each new landing file touches.",
+    description="One run per complete drop in the landing folder: its files and every "
+    "interval_reads partition they touch.",
     # On by default: it only lists a folder, and a dropped file should not wait for a person.
     default_status=dg.DefaultSensorStatus.RUNNING,
 )
 def interval_landing_sensor(
     context: dg.SensorEvaluationContext, interval_source: IntervalSourceResource
 ):
-    """Looks at the landing folder only (never DuckDB). The cursor holds the files already
-    requested that are still waiting, so it stays small once files are archived."""
-    requested: set[str] = set(json.loads(context.cursor)["requested"]) if context.cursor else set()
-    files = pending_files(interval_source.landing_path)
-    current = {file_key(p): p for p in files}
-    new = {key: path for key, path in current.items() if key not in requested}
-    if not new:
+    """Looks at the landing folder only (never DuckDB). A file is complete when its ``.done``
+    marker is there or it is unchanged since the previous tick; complete files wait up to
+    ``max_hold_seconds`` for the rest of a burst, then all go into one run (one partition
+    range). The cursor holds the files seen and those requested that are still waiting."""
+    landing = interval_source.landing_path
+    entries = scan_landing(landing)
+    plan = plan_drop(
+        entries,
+        DropCursor.from_json(context.cursor),
+        now_s=time.time(),
+        require_done_marker=interval_source.require_done_marker,
+        max_hold_seconds=interval_source.max_hold_seconds,
+    )
+    waiting = ", ".join(f"{e.name} ({why})" for e, why in plan.waiting[:10])
+    if not plan.request:
+        context.update_cursor(plan.cursor.to_json())
+        if plan.held:
+            return dg.SkipReason(
+                f"{len(plan.complete)} complete file(s) held for the rest of the drop, "
+                f"{len(plan.waiting)} still incomplete: {waiting}"
+            )
+        if plan.waiting:
+            return dg.SkipReason(f"{len(plan.waiting)} file(s) not complete yet: {waiting}")
         return dg.SkipReason(
-            f"no new files in {interval_source.landing_path} ({len(files)} waiting, already requested)"
+            f"no new files in {landing} ({len(entries)} waiting, already requested)"
         )
     valid_keys = set(INTERVAL_PARTITIONS.get_partition_keys())
-    dates_to_files: dict[str, list[str]] = {}
-    undated: list[str] = []
-    for key, path in new.items():
-        days = [d.isoformat() for d in touched_local_dates(path, interval_source.market_timezone)]
-        in_range = [d for d in days if d in valid_keys]
-        for day in in_range:
-            dates_to_files.setdefault(day, []).append(key)
-        if not in_range:
-            undated.append(key)
-    requests = [
-        dg.RunRequest(
-            run_key=f"{day}|{'|'.join(sorted(keys))}",
-            job_name=interval_reads_job.name,
-            partition_key=day,
-            run_config=CSV_ONLY_RUN_CONFIG,
-            tags={"vpp/landing_files": ",".join(sorted(k.split(":")[0] for k in keys))[:200]},
-        )
-        for day, keys in sorted(dates_to_files.items())
-    ]
-    if undated:
-        # Not CSV, or no usable dates: still needs validating, rejecting and archiving.
-        requests.append(
-            dg.RunRequest(
-                run_key="files|" + "|".join(sorted(undated)), job_name=interval_files_job.name
-            )
-        )
-    context.update_cursor(json.dumps({"requested": sorted(set(current) & (requested | set(new)))}))
-    return requests
+    days: set[str] = set()
+    for entry in plan.complete:
+        touched = touched_local_dates(landing, entry, interval_source.market_timezone)
+        days.update(d.isoformat() for d in touched if d.isoformat() in valid_keys)
+    if plan.waiting:
+        context.log.info(f"not complete yet, left for a later run: {waiting}")
+    context.update_cursor(plan.cursor.to_json())
+    return [landing_run_request(plan.keys, sorted(days))]
 
 
 # --- checks (scoped to the partitions of the run) -----------------------------------------

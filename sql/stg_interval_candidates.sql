@@ -1,16 +1,18 @@
 -- stg_interval_candidates (temp): one row per data line of Leap-format interval CSV files,
 -- with each cell as text (for error messages) and parsed into types (NULL when unparsable).
 --
--- Input variables: csv_files (VARCHAR[] of paths, all with the same header),
--- pos_<column> (1-based position of each Leap column in that header, NULL when absent).
+-- Input: relation stg_interval_texts (file_name, content: each file's whole text, already
+-- checked to be UTF-8 without NUL bytes; registered from Python, so no file name is ever
+-- read as a glob pattern), all files with the same header; variables pos_<column> (1-based
+-- position of each Leap column in that header, NULL when absent).
 -- Fields are split on commas outside double quotes; surrounding quotes are removed.
 -- Lines are split by DuckDB (no Python per row); line numbers count the header as line 1,
 -- as Leap's error files do. Values may be wrapped in double quotes.
 
 CREATE OR REPLACE TEMP TABLE stg_interval_candidates AS
 WITH raw AS (
-    SELECT filename, string_split(replace(content, chr(13), ''), chr(10)) AS lines
-    FROM read_text(getvariable('csv_files'))
+    SELECT file_name AS filename, string_split(replace(content, chr(13), ''), chr(10)) AS lines
+    FROM stg_interval_texts
 ),
 numbered AS (
     SELECT filename, unnest(lines) AS line, generate_subscripts(lines, 1) AS line_no
@@ -51,7 +53,7 @@ texts AS (
 )
 SELECT
     'csv' AS source,
-    parse_filename(filename) AS source_file,
+    filename AS source_file,
     line_no AS source_line,
     n_fields,
     meter_id_raw,

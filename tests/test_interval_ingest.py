@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from assets import analyze_intervals
-from vpp_pipeline.intervals.codes import CSV_COLUMNS, REJECT_CODES
+from vpp_pipeline.intervals.codes import CSV_COLUMNS, FILE_CODES, REJECT_CODES
 from vpp_pipeline.intervals.ingest import ingest_landing_files, rebuild_interval_reads
 from vpp_pipeline.resources import IntervalSourceResource, duckdb_resource
 
@@ -86,7 +86,7 @@ def test_clean_file_is_loaded_and_archived_as_accepted(conn, landing):
         landing / "clean.csv",
         day_rows(M1, date(2026, 6, 2)) + day_rows(M2, date(2026, 6, 2), kwh=2.5),
     )
-    report = ingest_landing_files(conn, landing, market_tz=TZ)
+    report = ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0)
     [outcome] = report.files
     assert (outcome.status, outcome.rows_accepted, outcome.rows_rejected) == ("accepted", 192, 0)
     assert outcome.local_dates == [date(2026, 6, 2)]
@@ -273,7 +273,7 @@ def test_mixed_file_keeps_good_rows_and_reports_every_code(conn, landing):
     rows = [good, *bad_rows.values(), duplicate_first, also_good, duplicate_last]
     write_csv(landing / "mixed.csv", rows)
 
-    [outcome] = ingest_landing_files(conn, landing, market_tz=TZ).files
+    [outcome] = ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0).files
     assert outcome.status == "failed"
     assert outcome.rows_accepted == 3  # good, also_good, duplicate_last
     assert outcome.rows_rejected == len(bad_rows) + 1
@@ -284,7 +284,7 @@ def test_mixed_file_keeps_good_rows_and_reports_every_code(conn, landing):
     dup_line = 3 + len(bad_rows)
     assert ("mixed.csv", dup_line, "DUP_0001") in found
     # Every Leap code of the digest and every project row code is exercised here.
-    row_codes = {c for c in REJECT_CODES if not c.startswith("FIL_")}
+    row_codes = set(REJECT_CODES) - FILE_CODES
     assert row_codes <= {code for _, _, code in found}
     # The good rows are kept, with the energy sets resolved to net kWh.
     rebuild_interval_reads(conn, date(2026, 6, 2), date(2026, 6, 2))
@@ -308,7 +308,7 @@ def test_mixed_file_keeps_good_rows_and_reports_every_code(conn, landing):
 def test_file_that_is_not_csv_is_rejected_as_a_whole(conn, landing):
     (landing / "report.xlsx").write_bytes(b"PK\x03\x04\x14\x00\x06\x00binary-spreadsheet\x00\x00")
     (landing / "notes.csv").write_text("Dear team,\nplease find the data attached.\n")
-    report = ingest_landing_files(conn, landing, market_tz=TZ)
+    report = ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0)
     statuses = {f.file_name: (f.status, f.problem) for f in report.files}
     assert statuses["report.xlsx"][0] == "failed" and "binary" in statuses["report.xlsx"][1]
     assert statuses["notes.csv"][0] == "failed" and "not a CSV file" in statuses["notes.csv"][1]
@@ -325,7 +325,7 @@ def test_redelivered_corrections_follow_final_and_newer_rules(conn, landing):
     day = date(2026, 6, 3)
     base = time.time() - 3600
     write_csv(landing / "meter.csv", day_rows(M1, day, kwh=1.0, final=False), mtime=base)
-    ingest_landing_files(conn, landing, market_tz=TZ)
+    ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0)
     rebuild_interval_reads(conn, day, day)
     assert conn.execute("SELECT sum(kwh), bool_or(final) FROM interval_reads").fetchall() == [
         (96.0, False)
@@ -333,13 +333,13 @@ def test_redelivered_corrections_follow_final_and_newer_rules(conn, landing):
 
     # A newer non-final correction (same file name) replaces the older non-final one.
     write_csv(landing / "meter.csv", day_rows(M1, day, kwh=1.5, final=False), mtime=base + 60)
-    ingest_landing_files(conn, landing, market_tz=TZ)
+    ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0)
     rebuild_interval_reads(conn, day, day)
     assert conn.execute("SELECT sum(kwh) FROM interval_reads").fetchall() == [(144.0,)]
 
     # A final read replaces it.
     write_csv(landing / "meter_final.csv", day_rows(M1, day, kwh=2.0, final=True), mtime=base + 120)
-    ingest_landing_files(conn, landing, market_tz=TZ)
+    ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0)
     rebuild_interval_reads(conn, day, day)
     assert conn.execute("SELECT sum(kwh), bool_and(final) FROM interval_reads").fetchall() == [
         (192.0, True)
@@ -349,7 +349,7 @@ def test_redelivered_corrections_follow_final_and_newer_rules(conn, landing):
     write_csv(
         landing / "late_estimate.csv", day_rows(M1, day, kwh=9.0, final=False), mtime=base + 180
     )
-    ingest_landing_files(conn, landing, market_tz=TZ)
+    ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0)
     rebuild_interval_reads(conn, day, day)
     assert conn.execute("SELECT sum(kwh), bool_and(final) FROM interval_reads").fetchall() == [
         (192.0, True)
@@ -368,9 +368,9 @@ def test_redelivered_corrections_follow_final_and_newer_rules(conn, landing):
 def test_same_file_twice_is_not_loaded_twice(conn, landing):
     rows = day_rows(M1, date(2026, 6, 4))
     write_csv(landing / "a.csv", rows, mtime=time.time() - 100)
-    ingest_landing_files(conn, landing, market_tz=TZ)
+    ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0)
     write_csv(landing / "a.csv", rows, mtime=time.time() - 50)
-    [outcome] = ingest_landing_files(conn, landing, market_tz=TZ).files
+    [outcome] = ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0).files
     assert outcome.status == "already_loaded"
     assert conn.execute("SELECT count(*) FROM interval_deliveries").fetchall()[0][0] == 96
 
@@ -380,7 +380,7 @@ def test_same_file_twice_is_not_loaded_twice(conn, landing):
 )
 def test_dst_days_have_92_or_100_intervals(conn, landing, day, expected):
     write_csv(landing / f"{day}.csv", day_rows(M1, day))
-    [outcome] = ingest_landing_files(conn, landing, market_tz=TZ).files
+    [outcome] = ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0).files
     assert outcome.rows_accepted == expected and outcome.local_dates == [day]
     assert rebuild_interval_reads(conn, day, day) == expected
     # Fall-back: the repeated 01:xx local hour is two distinct UTC intervals, both kept.
@@ -401,46 +401,52 @@ def resources_for(tmp_path, landing) -> dict:
         )
     return {
         "duckdb": duckdb_resource(db),
-        "interval_source": IntervalSourceResource(landing_dir=str(landing), market_timezone=TZ),
+        "interval_source": IntervalSourceResource(
+            landing_dir=str(landing), market_timezone=TZ, quiet_seconds=0
+        ),
     }
 
 
 def test_sensor_requests_exactly_the_partitions_a_new_file_touches(tmp_path, landing, instance):
     resources = resources_for(tmp_path, landing)
+    cursor = None
+
+    def tick():
+        nonlocal cursor
+        context = dg.build_sensor_context(
+            instance=instance,
+            cursor=cursor,
+            resources={"interval_source": resources["interval_source"]},
+        )
+        result = analyze_intervals.interval_landing_sensor(context)
+        cursor = context.cursor
+        return result
+
     # One file spanning two local days (late evening of June 2 to early June 3, local time).
     rows = day_rows(M1, date(2026, 6, 2))[-8:] + day_rows(M1, date(2026, 6, 3))[:4]
-    write_csv(landing / "span.csv", rows)
-    context = dg.build_sensor_context(
-        instance=instance, resources={"interval_source": resources["interval_source"]}
-    )
-    result = analyze_intervals.interval_landing_sensor(context)
-    requests = list(result)
-    assert sorted(r.partition_key for r in requests) == ["2026-06-02", "2026-06-03"]
-    assert all(r.job_name == "interval_reads_job" for r in requests)
-    assert all(r.run_config == analyze_intervals.CSV_ONLY_RUN_CONFIG for r in requests)
+    span = write_csv(landing / "span.csv", rows)
+    first = tick()  # new: complete once unchanged at the next tick
+    assert isinstance(first, dg.SkipReason) and "not complete yet" in first.skip_message
+    [request] = tick()
+    assert request.job_name == "interval_reads_job"
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-06-02"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-06-03"
+    assert request.run_config["ops"]["interval_reads"] == {"config": {"fetch_api": False}}
+    key = f"span.csv:{span.stat().st_size}:{span.stat().st_mtime_ns}"
+    assert request.run_config["ops"]["interval_files"] == {"config": {"files": [key]}}
 
     # Same file, next tick: nothing new.
-    context2 = dg.build_sensor_context(
-        instance=instance,
-        cursor=context.cursor,
-        resources={"interval_source": resources["interval_source"]},
-    )
-    skip = analyze_intervals.interval_landing_sensor(context2)
+    skip = tick()
     assert isinstance(skip, dg.SkipReason) and "no new files" in skip.skip_message
 
-    # A second file on another day, and one that is not CSV at all.
+    # A second file on another day, and one that is not CSV at all: one run for both.
     write_csv(landing / "next.csv", day_rows(M2, date(2026, 6, 10))[:3])
     (landing / "junk.bin").write_bytes(b"\x00\x01\x02")
-    context3 = dg.build_sensor_context(
-        instance=instance,
-        cursor=context2.cursor,
-        resources={"interval_source": resources["interval_source"]},
-    )
-    requests = list(analyze_intervals.interval_landing_sensor(context3))
-    assert [(r.job_name, r.partition_key) for r in requests] == [
-        ("interval_reads_job", "2026-06-10"),
-        ("interval_files_job", None),
-    ]
+    assert isinstance(tick(), dg.SkipReason)
+    [request] = tick()
+    assert (request.job_name, request.partition_key) == ("interval_reads_job", "2026-06-10")
+    files = request.run_config["ops"]["interval_files"]["config"]["files"]
+    assert sorted(f.split(":")[0] for f in files) == ["junk.bin", "next.csv"]
 
 
 def test_partition_run_loads_landed_files_and_checks_pass(tmp_path, landing, instance):

@@ -85,10 +85,19 @@ def duckdb_resource(path: str | Path | None = None) -> WarehouseResource:
 
 
 class IntervalSourceResource(dg.ConfigurableResource):
-    """Where interval CSV drops land and which zone defines the market's local day."""
+    """Where interval CSV drops land, when a dropped file counts as complete (docs/landing.md)
+    and which zone defines the market's local day."""
 
     landing_dir: str = settings.DEFAULT_INTERVAL_LANDING_DIR
     market_timezone: str = settings.DEFAULT_MARKET_TIMEZONE
+    require_done_marker: bool = False
+    """Load a file only once ``<name>.done`` sits beside it (else: also when its size and
+    modification time stay unchanged across two sensor ticks)."""
+    quiet_seconds: float = 60.0
+    """Runs not started by the landing sensor load a file unchanged for this long."""
+    max_hold_seconds: float = 300.0
+    """How long complete files wait for the rest of their burst still being written, so a
+    drop is one run."""
 
     @property
     def landing_path(self) -> Path:
@@ -97,5 +106,7 @@ class IntervalSourceResource(dg.ConfigurableResource):
 
 def interval_source_resource() -> IntervalSourceResource:
     return IntervalSourceResource(
-        landing_dir=str(settings.interval_landing_dir()), market_timezone=settings.market_timezone()
+        landing_dir=str(settings.interval_landing_dir()),
+        market_timezone=settings.market_timezone(),
+        require_done_marker=settings.interval_require_done_marker(),
     )

@@ -43,6 +43,12 @@ def interval_landing_dir() -> Path:
     return Path(env("VPP_INTERVAL_LANDING_DIR", DEFAULT_INTERVAL_LANDING_DIR))
 
 
+def interval_require_done_marker() -> bool:
+    """``VPP_INTERVAL_REQUIRE_DONE_MARKER``: load a landing file only once ``<name>.done``
+    is beside it."""
+    return env("VPP_INTERVAL_REQUIRE_DONE_MARKER", "false").strip().lower() in ("1", "true", "yes")
+
+
 def market_timezone() -> str:
     return env("VPP_MARKET_TIMEZONE", DEFAULT_MARKET_TIMEZONE)
 

@@ -58,8 +58,21 @@ REJECT_CODES: dict[str, RejectCode] = {
         RejectCode("FIL_0001", "", "file is not a CSV file", "project"),
         RejectCode("FIL_0002", "", "file is empty or has no data rows", "project"),
         RejectCode("FIL_0003", "", "header lacks a required column", "project"),
+        RejectCode(
+            "FIL_0004", "", "file could not be split into lines (the reader's error)", "project"
+        ),
+        RejectCode("FIL_0005", "", "symbolic link: not followed, left in place", "project"),
+        RejectCode(
+            "FIL_0006", "", "not a regular file (directory, pipe...): left in place", "project"
+        ),
+        RejectCode(
+            "ENC_0001", "", "file is not UTF-8 text (message: byte offset and line)", "project"
+        ),
     ]
 }
+
+#: Codes that reject a whole file (or landing entry) rather than one row.
+FILE_CODES = frozenset(c for c in REJECT_CODES if c.startswith(("FIL_", "ENC_")))
 
 #: Leap's interval upload CSV columns, in Leap's order.
 CSV_COLUMNS = (

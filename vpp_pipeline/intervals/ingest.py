@@ -5,38 +5,61 @@ Both sources go through the same SQL: candidates -> checked (Leap's codes) ->
 problem). ``interval_reads`` is then rebuilt per market-local day from the deliveries
 (:func:`rebuild_interval_reads`), applying the correction rule.
 
-Python here loops over files and batches, never over rows.
+Landing files are each read once and checked on their own in Python at memory speed (a
+regular file, UTF-8 without NUL bytes, a Leap header: else the whole file is rejected with a
+code and archived to ``failed/``), then loaded many files per DuckDB statement. Python here
+loops over files and batches, never over rows.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from time import time_ns
 from zoneinfo import ZoneInfo
 
 import duckdb
+import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from vpp_pipeline.intervals.codes import CSV_COLUMNS, US_STATES
 from vpp_pipeline.intervals.landing import (
     CsvHeader,
     FileProblem,
+    LandedFile,
+    LandingEntry,
+    archive,
     archive_path,
-    delivered_at,
-    move_file,
-    pending_files,
-    read_header,
-    sha256_of,
+    lstat_entry,
+    parse_header,
+    parse_key,
+    read_landed_file,
+    scan_landing,
+    text_problem,
 )
 from vpp_pipeline.warehouse import execute_models, sql_text, stage_frame, table_exists, transaction
 
 log = logging.getLogger(__name__)
 
-#: Files read by one SQL pass. Bounded so a year of daily files never sits in memory at once.
+#: Files read by one SQL pass, and the bytes they may hold together: a year of daily files
+#: never sits in memory at once.
 FILES_PER_BATCH = 16
+BYTES_PER_BATCH = 256 * 1024 * 1024
+#: Runs not started by the landing sensor load a file once it is unchanged this long (or has
+#: its ``.done`` marker); the sensor instead compares two ticks.
+DEFAULT_QUIET_SECONDS = 60.0
+#: Reader errors that belong to one file's content (a batch that fails with one of them is
+#: retried file by file, so the others still load); anything else fails the run.
+_FILE_CONTENT_ERRORS = (
+    duckdb.InvalidInputException,
+    duckdb.ConversionException,
+    duckdb.OutOfRangeException,
+)
 
 FILE_OUTCOME_SCHEMA = {
     "file_name": pl.String,
@@ -54,10 +77,15 @@ FILE_OUTCOME_SCHEMA = {
 
 @dataclass
 class FileOutcome:
-    """What became of one landing file."""
+    """What became of one landing entry.
+
+    ``status``: ``accepted`` / ``failed`` (archived), ``already_loaded`` (same name and hash
+    loaded before: archived, not loaded again), ``refused`` (a link or not a regular file:
+    left in place), ``not_ready`` (changed while being read, or gone: left for a later run).
+    """
 
     file_name: str
-    status: str  # accepted | failed | already_loaded
+    status: str
     rows_accepted: int = 0
     rows_rejected: int = 0
     local_dates: list[date] = field(default_factory=list)
@@ -68,6 +96,7 @@ class FileOutcome:
 @dataclass
 class IngestReport:
     files: list[FileOutcome] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
     api_rows_fetched: int = 0
     api_rows_new: int = 0
     api_rows_rejected: int = 0
@@ -104,70 +133,148 @@ def _common_variables(now: datetime, loaded_at: datetime, market_tz: str) -> dic
     return {"now": now, "loaded_at": loaded_at, "market_tz": market_tz, "us_states": US_STATES}
 
 
+def complete_entries(
+    landing_dir: Path,
+    *,
+    quiet_seconds: float = DEFAULT_QUIET_SECONDS,
+    require_done_marker: bool = False,
+    now_ns: int | None = None,
+) -> tuple[list[tuple[str, tuple[int, int] | None]], list[str]]:
+    """For runs not started by the sensor: ``(name, (size, mtime_ns))`` of every file that is
+    complete (``.done`` marker, or unchanged for ``quiet_seconds``), refused entries with no
+    expectation, and the names of the files still waiting."""
+    now_ns = now_ns if now_ns is not None else time_ns()
+    chosen: list[tuple[str, tuple[int, int] | None]] = []
+    waiting: list[str] = []
+    for entry in scan_landing(landing_dir):
+        quiet = now_ns - entry.mtime_ns >= quiet_seconds * 1e9 and not require_done_marker
+        if not entry.readable:
+            chosen.append((entry.name, None))
+        elif entry.has_marker or quiet:
+            chosen.append((entry.name, (entry.size, entry.mtime_ns)))
+        else:
+            waiting.append(entry.name)
+    return chosen, waiting
+
+
 def ingest_landing_files(
     conn: duckdb.DuckDBPyConnection,
     landing_dir: Path,
     *,
     market_tz: str,
+    files: Sequence[str] | None = None,
+    quiet_seconds: float = DEFAULT_QUIET_SECONDS,
+    require_done_marker: bool = False,
     now: datetime | None = None,
     files_per_batch: int = FILES_PER_BATCH,
+    bytes_per_batch: int = BYTES_PER_BATCH,
 ) -> IngestReport:
-    """Validate and load every file waiting in ``landing_dir``, then archive each one.
+    """Validate and load landing files, then archive each one.
 
-    Each batch of files is one DuckDB transaction; files move to ``accepted/`` or
-    ``failed/`` only after it commits, so a crash never loses a file. A file already in
-    ``interval_files`` with the same hash is archived without being loaded again.
+    ``files``: the entries to load as ``name:size:mtime_ns`` keys (what the landing sensor
+    saw complete; one that has changed since is left for a later run). None: every complete
+    file in the folder (see :func:`complete_entries`).
+
+    Each file is read once and checked on its own: one that is not a regular file is refused
+    and left in place; one that is not UTF-8 text, is binary, empty or lacks Leap's header is
+    rejected whole and archived to ``failed/``; the others are loaded together, a batch per
+    DuckDB transaction. Files move to ``accepted/`` or ``failed/`` only after their batch
+    commits, so a crash never loses a file; a file whose name and hash are already in
+    ``interval_files`` is archived without being loaded again.
     """
     _require_meters(conn)
     _ensure_tables(conn)
     now = now or datetime.now(UTC)
     report = IngestReport()
-    files = pending_files(landing_dir)
-    if not files:
-        return report
+    if files is None:
+        chosen, report.waiting = complete_entries(
+            landing_dir, quiet_seconds=quiet_seconds, require_done_marker=require_done_marker
+        )
+    else:
+        keys = sorted(map(parse_key, files), key=lambda k: (k[2], k[0]))  # delivery order
+        chosen = [(name, (size, mtime)) for name, size, mtime in keys]
 
-    readable: dict[CsvHeader, list[tuple[Path, str]]] = defaultdict(list)
-    for path in files:
-        digest = sha256_of(path)
+    groups: dict[CsvHeader, list[LandedFile]] = defaultdict(list)
+
+    def flush(header: CsvHeader) -> None:
+        batch = groups.pop(header, [])
+        if batch:
+            report.files.extend(_ingest_batch(conn, landing_dir, header, batch, now, market_tz))
+
+    for name, expected in chosen:
+        entry = lstat_entry(landing_dir, name)
+        if entry is None:
+            report.files.append(FileOutcome(name, "not_ready", problem="gone from the folder"))
+            continue
+        if not entry.readable:
+            report.files.append(_refuse(conn, landing_dir, entry, entry.refusal()))
+            continue
+        landed = read_landed_file(landing_dir, name, expected)
+        if landed is None:
+            report.files.append(
+                FileOutcome(name, "not_ready", problem="changed since it was seen complete")
+            )
+            continue
+        if isinstance(landed, FileProblem):  # swapped for a link since the listing
+            report.files.append(_refuse(conn, landing_dir, entry, landed))
+            continue
         previous = conn.execute(
             "SELECT status FROM interval_files WHERE file_name = $n AND sha256 = $h",
-            {"n": path.name, "h": digest},
+            {"n": name, "h": landed.sha256},
         ).fetchall()
         if previous:
-            target = archive_path(landing_dir, path, previous[0][0], now)
-            move_file(path, target)
-            report.files.append(FileOutcome(path.name, "already_loaded", archived_path=target))
+            target = archive_path(landing_dir, name, previous[0][0], now)
+            archive(landing_dir, name, target)
+            report.files.append(FileOutcome(name, "already_loaded", archived_path=target))
             continue
-        header = read_header(path)
+        problem = text_problem(landed.data)
+        header = problem or parse_header(landed.data)
         if isinstance(header, FileProblem):
-            report.files.append(_reject_whole_file(conn, landing_dir, path, digest, header, now))
+            report.files.append(_reject_whole_file(conn, landing_dir, landed, header))
             continue
-        readable[header].append((path, digest))
-
-    for header, group in readable.items():
-        for start in range(0, len(group), files_per_batch):
-            batch = group[start : start + files_per_batch]
-            report.files.extend(_ingest_batch(conn, landing_dir, header, batch, now, market_tz))
+        groups[header].append(landed)
+        batch = groups[header]
+        if len(batch) >= files_per_batch or sum(f.size for f in batch) >= bytes_per_batch:
+            flush(header)
+    for header in list(groups):
+        flush(header)
     return report
+
+
+def _texts_table(batch: list[LandedFile]) -> pa.Table:
+    """(file_name, content) over the files' own bytes: no copy, and no path for DuckDB to
+    expand as a pattern. The bytes were checked to be UTF-8 by :func:`text_problem`."""
+    chunks = [
+        pa.LargeStringArray.from_buffers(
+            1, pa.py_buffer(np.array([0, len(f.data)], dtype=np.int64)), pa.py_buffer(f.data)
+        )
+        for f in batch
+    ]
+    return pa.table(
+        {
+            "file_name": pa.array([f.name for f in batch], type=pa.large_string()),
+            "content": pa.chunked_array(chunks, type=pa.large_string()),
+        }
+    )
 
 
 def _ingest_batch(
     conn: duckdb.DuckDBPyConnection,
     landing_dir: Path,
     header: CsvHeader,
-    batch: list[tuple[Path, str]],
+    batch: list[LandedFile],
     now: datetime,
     market_tz: str,
 ) -> list[FileOutcome]:
     loaded_at = datetime.now(UTC)
-    names = [p.name for p, _ in batch]
+    names = [f.name for f in batch]
     if len(set(names)) != len(names):
         raise RuntimeError(f"two landing files share a name in one batch: {names}")
     stage_frame(
         conn,
         "stg_interval_files",
         pl.DataFrame(
-            {"file_name": names, "delivered_at": [delivered_at(p) for p, _ in batch]},
+            {"file_name": names, "delivered_at": [f.delivered_at for f in batch]},
             schema={"file_name": pl.String, "delivered_at": pl.Datetime("us", "UTC")},
         ),
     )
@@ -176,68 +283,89 @@ def _ingest_batch(
             f"SET VARIABLE pos_{column} = CAST($v AS INTEGER)", {"v": header.position(column)}
         )
     outcomes: list[FileOutcome] = []
-    with transaction(conn):
-        execute_models(
-            conn,
-            "stg_interval_candidates",
-            "stg_interval_checked",
-            "interval_deliveries",
-            "interval_rejects",
-            csv_files=[str(p) for p, _ in batch],
-            n_header_fields=header.n_fields,
-            **_common_variables(now, loaded_at, market_tz),
-        )
-        counts = {
-            name: (accepted, rejected_rows, dates or [])
-            for name, accepted, rejected_rows, dates in conn.execute(
-                """
-                SELECT source_file,
-                       count(*) FILTER (WHERE len(errors) = 0),
-                       count(*) FILTER (WHERE len(errors) > 0),
-                       list(DISTINCT CAST(timezone(getvariable('market_tz'), interval_start) AS DATE)
-                            ORDER BY CAST(timezone(getvariable('market_tz'), interval_start) AS DATE))
-                         FILTER (WHERE len(errors) = 0)
-                FROM stg_interval_checked GROUP BY source_file
-                """
-            ).fetchall()
-        }
-        rows = []
-        for path, digest in batch:
-            accepted, rejected_rows, dates = counts.get(path.name, (0, 0, []))
-            problem = None if accepted or rejected_rows else "no data rows"
-            status = "accepted" if rejected_rows == 0 and problem is None else "failed"
-            target = archive_path(landing_dir, path, status, loaded_at)
-            outcomes.append(
-                FileOutcome(
-                    path.name, status, accepted, rejected_rows, list(dates), target, problem
+    conn.register("stg_interval_texts", _texts_table(batch))
+    failure: Exception | None = None
+    try:
+        with transaction(conn):
+            execute_models(
+                conn,
+                "stg_interval_candidates",
+                "stg_interval_checked",
+                "interval_deliveries",
+                "interval_rejects",
+                n_header_fields=header.n_fields,
+                **_common_variables(now, loaded_at, market_tz),
+            )
+            counts = {
+                name: (accepted, rejected_rows, dates or [])
+                for name, accepted, rejected_rows, dates in conn.execute(
+                    """
+                    SELECT source_file,
+                           count(*) FILTER (WHERE len(errors) = 0),
+                           count(*) FILTER (WHERE len(errors) > 0),
+                           list(DISTINCT CAST(timezone(getvariable('market_tz'), interval_start) AS DATE)
+                                ORDER BY CAST(timezone(getvariable('market_tz'), interval_start) AS DATE))
+                             FILTER (WHERE len(errors) = 0)
+                    FROM stg_interval_checked GROUP BY source_file
+                    """
+                ).fetchall()
+            }
+            rows = []
+            for landed in batch:
+                accepted, rejected_rows, dates = counts.get(landed.name, (0, 0, []))
+                problem = None if accepted or rejected_rows else "no data rows"
+                status = "accepted" if rejected_rows == 0 and problem is None else "failed"
+                target = archive_path(landing_dir, landed.name, status, loaded_at)
+                outcomes.append(
+                    FileOutcome(
+                        landed.name, status, accepted, rejected_rows, list(dates), target, problem
+                    )
                 )
+                rows.append(
+                    {
+                        "file_name": landed.name,
+                        "sha256": landed.sha256,
+                        "delivered_at": landed.delivered_at,
+                        "loaded_at": loaded_at,
+                        "status": status,
+                        "rows_accepted": accepted,
+                        "rows_rejected": rejected_rows,
+                        "problem": problem,
+                        "local_dates": list(dates),
+                        "archived_path": str(target),
+                    }
+                )
+            stage_frame(
+                conn, "stg_interval_file_outcomes", pl.DataFrame(rows, schema=FILE_OUTCOME_SCHEMA)
             )
-            rows.append(
-                {
-                    "file_name": path.name,
-                    "sha256": digest,
-                    "delivered_at": delivered_at(path),
-                    "loaded_at": loaded_at,
-                    "status": status,
-                    "rows_accepted": accepted,
-                    "rows_rejected": rejected_rows,
-                    "problem": problem,
-                    "local_dates": list(dates),
-                    "archived_path": str(target),
-                }
+            conn.execute(sql_text("interval_files"))
+    except _FILE_CONTENT_ERRORS as exc:
+        failure = exc
+    finally:
+        conn.unregister("stg_interval_texts")
+    if failure is not None:
+        # Checked bytes the reader still refuses: find the file by loading each on its own.
+        if len(batch) > 1:
+            log.warning(
+                "a batch of %d files failed (%s); loading them one by one", len(batch), failure
             )
-        stage_frame(
-            conn, "stg_interval_file_outcomes", pl.DataFrame(rows, schema=FILE_OUTCOME_SCHEMA)
+            return [
+                outcome
+                for landed in batch
+                for outcome in _ingest_batch(conn, landing_dir, header, [landed], now, market_tz)
+            ]
+        problem = FileProblem(
+            "FIL_0004", f"the file could not be split into lines: {failure}"[:500]
         )
-        conn.execute(sql_text("interval_files"))
+        return [_reject_whole_file(conn, landing_dir, batch[0], problem)]
     # After the commit: archive, then write the error files beside the archived copies.
-    for (path, _), outcome in zip(batch, outcomes, strict=True):
-        move_file(path, outcome.archived_path)
+    for landed, outcome in zip(batch, outcomes, strict=True):
+        archive(landing_dir, landed.name, outcome.archived_path)
         if outcome.status == "failed":
-            _write_errors_csv(conn, outcome.archived_path, path.name, loaded_at)
+            _write_errors_csv(conn, outcome.archived_path, landed.name, loaded_at)
         log.info(
             "%s: %s (%d rows loaded, %d rejected)",
-            path.name,
+            landed.name,
             outcome.status,
             outcome.rows_accepted,
             outcome.rows_rejected,
@@ -248,20 +376,23 @@ def _ingest_batch(
 def _reject_whole_file(
     conn: duckdb.DuckDBPyConnection,
     landing_dir: Path,
-    path: Path,
-    digest: str,
+    landed: LandedFile,
     problem: FileProblem,
-    now: datetime,
 ) -> FileOutcome:
     loaded_at = datetime.now(UTC)
-    target = archive_path(landing_dir, path, "failed", loaded_at)
+    target = archive_path(landing_dir, landed.name, "failed", loaded_at)
     with transaction(conn):
         conn.execute(
             """
             INSERT INTO interval_rejects
             VALUES ('csv', $file, NULL, '', $code, $message, NULL, NULL, $at)
             """,
-            {"file": path.name, "code": problem.code, "message": problem.message, "at": loaded_at},
+            {
+                "file": landed.name,
+                "code": problem.code,
+                "message": problem.message,
+                "at": loaded_at,
+            },
         )
         conn.execute(
             """
@@ -269,18 +400,60 @@ def _reject_whole_file(
             VALUES ($file, $sha, $delivered, $at, 'failed', 0, 0, $problem, [], $archived)
             """,
             {
-                "file": path.name,
-                "sha": digest,
-                "delivered": delivered_at(path),
+                "file": landed.name,
+                "sha": landed.sha256,
+                "delivered": landed.delivered_at,
                 "at": loaded_at,
                 "problem": f"{problem.code}: {problem.message}",
                 "archived": str(target),
             },
         )
-    move_file(path, target)
-    _write_errors_csv(conn, target, path.name, loaded_at)
-    log.warning("%s rejected as a whole: %s %s", path.name, problem.code, problem.message)
-    return FileOutcome(path.name, "failed", archived_path=target, problem=problem.message)
+    archive(landing_dir, landed.name, target)
+    _write_errors_csv(conn, target, landed.name, loaded_at)
+    log.warning("%s rejected as a whole: %s %s", landed.name, problem.code, problem.message)
+    return FileOutcome(
+        landed.name, "failed", archived_path=target, problem=f"{problem.code}: {problem.message}"
+    )
+
+
+def _refuse(
+    conn: duckdb.DuckDBPyConnection, landing_dir: Path, entry: LandingEntry, problem: FileProblem
+) -> FileOutcome:
+    """Record a link or non-regular entry (once per entry: name + modification time) and
+    leave it where it is; nothing behind it is read."""
+    delivered = datetime.fromtimestamp(entry.mtime_ns / 1e9, tz=UTC)
+    outcome = FileOutcome(
+        entry.name,
+        "refused",
+        archived_path=landing_dir / entry.name,
+        problem=f"{problem.code}: {problem.message}",
+    )
+    known = conn.execute(
+        "SELECT count(*) FROM interval_files "
+        "WHERE file_name = $n AND status = 'refused' AND delivered_at = $d",
+        {"n": entry.name, "d": delivered},
+    ).fetchall()[0][0]
+    if known:
+        return outcome
+    loaded_at = datetime.now(UTC)
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO interval_rejects VALUES ('csv', $file, NULL, '', $code, $message, NULL, NULL, $at)",
+            {"file": entry.name, "code": problem.code, "message": problem.message, "at": loaded_at},
+        )
+        conn.execute(
+            "INSERT INTO interval_files "
+            "VALUES ($file, '', $delivered, $at, 'refused', 0, 0, $problem, [], $left_at)",
+            {
+                "file": entry.name,
+                "delivered": delivered,
+                "at": loaded_at,
+                "problem": outcome.problem,
+                "left_at": str(landing_dir / entry.name),
+            },
+        )
+    log.warning("%s refused and left in place: %s", entry.name, outcome.problem)
+    return outcome
 
 
 def _write_errors_csv(
