@@ -19,6 +19,7 @@ from vpp_pipeline.definitions import build_definitions
 from vpp_pipeline.intervals.codes import CSV_COLUMNS
 from vpp_pipeline.intervals.ingest import complete_entries
 from vpp_pipeline.resources import IntervalSourceResource, duckdb_resource
+from vpp_pipeline.sandbox.landing_drops import write_burst
 
 D1, D2, D3 = date(2026, 6, 2), date(2026, 6, 9), date(2026, 7, 14)
 RANGE_START = "dagster/asset_partition_range_start"
@@ -230,6 +231,25 @@ def test_temporary_names_are_invisible_and_a_done_marker_completes_a_file_at_onc
     assert landing.query("SELECT count(*) FROM interval_deliveries") == [(96,)]
 
 
+def test_with_markers_required_a_quiet_unmarked_file_waits_and_holds_nothing(
+    tmp_path, memory_instance
+):
+    landing = Landing(tmp_path, memory_instance, require_done_marker=True)
+    write_csv(landing.dir / "unmarked.csv", day_rows(M1, D1))
+    assert landing.tick()[0] == []
+    requests, skip = landing.tick()
+    assert requests == [] and "no unmarked.csv.done marker yet" in skip
+    write_csv(landing.dir / "marked.csv", day_rows(M1, D2))
+    (landing.dir / "marked.csv.done").touch()
+    [request] = landing.tick()[0]
+    assert request.partition_key == D2.isoformat()
+    assert landing.run(request).success
+    assert (landing.dir / "unmarked.csv").exists()
+    assert landing.query("SELECT DISTINCT source_file FROM interval_deliveries") == [
+        ("marked.csv",)
+    ]
+
+
 def test_runs_not_started_by_the_sensor_load_only_quiet_or_marked_files(tmp_path):
     folder = tmp_path / "landing"
     old = write_csv(folder / "old.csv", day_rows(M1, D1))
@@ -372,3 +392,49 @@ def test_a_hold_ends_after_max_hold_seconds(tmp_path, memory_instance):
     assert landing.run(request).success
     [request] = landing.tick()[0]
     assert request.partition_key == D2.isoformat()
+
+
+# --- a burst: 20 files over 90 days, 3 poison, 2 still being written ---------------------------
+# (bench/bench_landing_burst.py runs the same scenario with 50 files over 365 days)
+
+
+def test_a_burst_with_poison_and_growing_files_loads_every_good_row_once(landing):
+    burst = write_burst(
+        landing.dir,
+        [M1, M2],
+        date(2026, 6, 30),
+        n_days=90,
+        n_files=20,
+        n_poison=3,
+        n_growing=2,
+        growing_chunks=4,
+        release_groups=2,
+    )
+    for _ in range(12):
+        burst.release()
+        for upload in burst.growing:
+            upload.advance()
+        landing.tick_and_run(ticks=1)
+        if not any(p.is_file() for p in landing.dir.iterdir()):
+            break
+
+    assert len(landing.results) <= 2  # one drop: one run, at most one more for a straggler
+    assert all(r.success for r in landing.results)
+    loaded = dict(
+        landing.query(
+            "SELECT source_file, count(*) FROM interval_deliveries GROUP BY 1 HAVING "
+            "count(*) = count(DISTINCT source_line)"
+        )
+    )
+    assert loaded == {f.name: f.rows for f in burst.good}  # growing files whole, once
+    reads = landing.query(
+        "SELECT count(*), sum(kwh), count(DISTINCT local_date) FROM interval_reads"
+    )
+    assert reads[0][0] == burst.expected_rows
+    assert reads[0][1] == pytest.approx(burst.expected_kwh, rel=1e-9)
+    assert reads[0][2] == len(burst.expected_days)
+    for poison in burst.poison:
+        stem = poison.name.removesuffix(".csv")
+        errors = (landing.dir / "failed" / stem / "errors.csv").read_text()
+        assert poison.code in errors and f"byte offset {poison.offset:,}" in errors
+    assert sorted(p.name for p in landing.dir.iterdir()) == ["accepted", "failed"]

@@ -89,6 +89,7 @@ def plan_drop(
     complete: list[LandingEntry] = []
     refused: list[LandingEntry] = []
     waiting: list[tuple[LandingEntry, str]] = []
+    writing: list[LandingEntry] = []
     for entry in entries:
         if entry.key in requested:
             continue
@@ -107,18 +108,22 @@ def plan_drop(
             seen[entry.name] = [entry.size, entry.mtime_ns, since]
             complete.append(entry)
             continue
-        if require_done_marker:
+        if unchanged:  # only when a marker is required: a quiet file without one
             reason = f"no {entry.name}.done marker yet"
         elif previous is None:
             reason = "new: complete once unchanged at the next tick"
+            writing.append(entry)
         else:
             reason = f"still being written ({previous[0]:,.0f} -> {entry.size:,} bytes)"
+            writing.append(entry)
         seen[entry.name] = [entry.size, entry.mtime_ns, 0]
         waiting.append((entry, reason))
 
+    # Hold what is due while other files are still arriving (not for a quiet file that
+    # lacks its marker: that may never come).
     due = [*complete, *refused]
     oldest_due = min((seen[e.name][2] for e in due), default=now_s)
-    held = bool(due) and bool(waiting) and now_s - oldest_due < max_hold_seconds
+    held = bool(due) and bool(writing) and now_s - oldest_due < max_hold_seconds
     present = {e.key for e in entries}
     still_requested = requested & present
     if held or not (complete or refused):
