@@ -41,6 +41,10 @@ from vpp_pipeline.sandbox.landing_drops import write_burst  # noqa: E402
 TZ = "America/Los_Angeles"
 
 
+def peak_rss_mb() -> int:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=50)
@@ -93,11 +97,13 @@ def main() -> None:
         result["generate_seconds"] = round(time.perf_counter() - started, 2)
         result["rows_delivered_good"] = burst.expected_rows
         result["csv_bytes"] = sum(p.stat().st_size for p in landing.glob("*.csv"))
+        result["peak_rss_mb_before_runs"] = peak_rss_mb()
 
         runs: list[dict] = []
         cursor = None
         first_file_at = time.perf_counter()
         ticks = 0
+        (work / "dagster_home").mkdir()
         with dg.DagsterInstance.local_temp(str(work / "dagster_home")) as instance:
             while ticks < args.max_ticks:
                 tick_started = time.perf_counter()
@@ -136,6 +142,12 @@ def main() -> None:
                                 else request.partition_key
                             ),
                             "seconds": round(time.perf_counter() - run_started, 2),
+                            "step_seconds": {
+                                e.step_key: round(e.event_specific_data.duration_ms / 1000, 2)
+                                for e in outcome.all_events
+                                if e.event_type == dg.DagsterEventType.STEP_SUCCESS
+                            },
+                            "peak_rss_mb_after": peak_rss_mb(),
                             "success": outcome.success,
                         }
                     )
@@ -186,7 +198,7 @@ def main() -> None:
         result["poison_in_failed_with_codes"] = all(poison_ok)
         result["rejects"] = [f"{name}: {code}" for name, code, _ in rejects]
         result["left_in_folder"] = sorted(p.name for p in landing.iterdir() if p.is_file())
-        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        result["peak_rss_mb"] = peak_rss_mb()
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -179,6 +179,26 @@ def test_nul_bytes_and_broken_utf8_are_rejected_whole_with_their_offsets(landing
     ]
 
 
+def test_a_batch_duckdb_still_refuses_is_split_so_only_the_bad_file_fails(
+    tmp_path, landing, monkeypatch
+):
+    """Defence in depth: should the per-file check ever pass bytes DuckDB refuses (here the
+    check is switched off), the batch is retried file by file and only that file fails."""
+    monkeypatch.setattr("vpp_pipeline.intervals.ingest.text_problem", lambda data: None)
+    write_csv(landing.dir / "a.csv", day_rows(M1, D1))
+    (landing.dir / "latin1.csv").write_bytes(csv_bytes(day_rows(M2, D1)) + b"x,Caf\xe9\n")
+    write_csv(landing.dir / "b.csv", day_rows(M2, D2))
+    landing.tick_and_run()
+    assert landing.query(
+        "SELECT file_name, status, left(problem, 8) FROM interval_files ORDER BY 1"
+    ) == [
+        ("a.csv", "accepted", None),
+        ("b.csv", "accepted", None),
+        ("latin1.csv", "failed", "FIL_0004"),
+    ]
+    assert landing.query("SELECT count(*) FROM interval_deliveries") == [(192,)]
+
+
 # --- 2. a file still being written is waited for -----------------------------------------------
 
 

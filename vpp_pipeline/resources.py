@@ -20,7 +20,11 @@ from vpp_pipeline.leap import LeapClient
 
 
 class LeapResource(dg.ConfigurableResource):
-    """Leap's API (or the local sandbox). ``client()`` opens a :class:`LeapClient`."""
+    """Leap's API (or the local sandbox). ``client()`` opens a :class:`LeapClient`.
+
+    Every field is Dagster resource config. Note: run config for this resource (launchpad)
+    replaces the values set in the definitions, so give ``base_url`` and ``api_key`` with
+    any override, or they fall back to the sandbox defaults."""
 
     base_url: str = settings.DEFAULT_LEAP_API_BASE_URL
     api_key: str = settings.DEFAULT_SANDBOX_API_KEY

@@ -191,7 +191,7 @@ def ingest_landing_files(
             landing_dir, quiet_seconds=quiet_seconds, require_done_marker=require_done_marker
         )
     else:
-        keys = sorted(map(parse_key, files), key=lambda k: (k[2], k[0]))  # delivery order
+        keys = sorted(map(parse_key, set(files)), key=lambda k: (k[2], k[0]))  # delivery order
         chosen = [(name, (size, mtime)) for name, size, mtime in keys]
 
     groups: dict[CsvHeader, list[LandedFile]] = defaultdict(list)

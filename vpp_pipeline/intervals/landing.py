@@ -263,7 +263,7 @@ def text_problem(data: bytes) -> FileProblem | None:
     the byte offset (0-based) and line of the first offending byte. Plain ASCII, by far the
     common case, is recognised at memory speed (``bytes.isascii``).
     """
-    if not data.strip():
+    if not data or data.isspace():  # (no strip(): that would copy the whole file)
         return FileProblem("FIL_0002", "the file is empty")
     nul = data.find(b"\x00")
     if nul >= 0:
@@ -292,7 +292,7 @@ def parse_header(data: bytes) -> CsvHeader | FileProblem:
     not one. ``data`` must have passed :func:`text_problem`."""
     head = data[:HEADER_BYTES]
     # An incremental decoder tolerates a multi-byte character cut at the edge.
-    text = codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+    text = codecs.getincrementaldecoder("utf-8-sig")("replace").decode(head, final=False)
     lines = text.splitlines()
     first_line = lines[0] if lines else ""
     columns = [c.strip().strip('"').strip().lower() for c in first_line.split(",")]
