@@ -3,6 +3,10 @@
 vpp sandbox [--port 8765] [--seed 7]   serve the Leap-compatible sandbox on 127.0.0.1
 vpp demo [--seed 7]                    run the main job end to end on the embedded defaults
 vpp dev                                sandbox + `dagster dev` together; Ctrl-C stops both
+                                       (creates the ops store first when there is none)
+
+A command that cannot use the ops store (missing, emptied, replaced, unreachable) exits with status 2
+and one line naming the reason code.
 """
 
 from __future__ import annotations
@@ -53,8 +57,15 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     """Start the local stack (sandbox, webhook receiver, sandbox site controller and
     `dagster dev`), register the receiver as the sandbox's dispatch webhook, and stop
     everything on Ctrl-C or when any part exits."""
+    from vpp_pipeline.ops import OpsStore
     from vpp_pipeline.receiver import DEFAULT_RECEIVER_PORT, ReceiverSettings
 
+    # the local stack owns its store: create it when there is none (the receiver never does)
+    store = OpsStore.initialize()
+    if store.created:
+        print(
+            f"vpp dev: created the ops store {store.display} (store {store.store_id})", flush=True
+        )
     env = dict(os.environ)
     env.setdefault("LEAP_API_BASE_URL", f"http://127.0.0.1:{args.sandbox_port}")
     env.setdefault("LEAP_API_KEY", settings.DEFAULT_SANDBOX_API_KEY)
@@ -185,8 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from vpp_pipeline.ops import OpsStoreError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except OpsStoreError as exc:
+        print(f"vpp {args.command}: ops store error {exc}", file=sys.stderr, flush=True)
+        return 2
 
 
 if __name__ == "__main__":
