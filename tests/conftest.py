@@ -111,6 +111,12 @@ def new_postgres_schema(database_url: str) -> tuple[str, str]:
     return schema, f"{database_url}{sep}options=-csearch_path%3D{schema}"
 
 
+def split_postgres_location(url: str) -> tuple[str, str]:
+    """(database URL, schema) of a location made by :func:`new_postgres_schema`."""
+    base, _, options = url.partition("?options=-csearch_path%3D")
+    return base, options
+
+
 def drop_postgres_schema(database_url: str, schema: str) -> None:
     import psycopg
 

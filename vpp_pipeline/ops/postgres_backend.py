@@ -185,5 +185,6 @@ class PostgresBackend:
         """No PostgreSQL store predates the versioned schema."""
 
     @staticmethod
-    def is_unavailable(exc: BaseException) -> bool:
-        return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | PoolTimeout)
+    def is_missing_table(exc: BaseException) -> bool:
+        """``exc`` says a table (or the schema) is not there: the store was dropped."""
+        return isinstance(exc, psycopg.errors.UndefinedTable | psycopg.errors.InvalidSchemaName)

@@ -162,6 +162,8 @@ class SqliteBackend:
                 conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     @staticmethod
-    def is_unavailable(exc: BaseException) -> bool:
-        """Whether ``exc`` means the store cannot be reached or written (so: retry later, 503)."""
-        return isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError)
+    def is_missing_table(exc: BaseException) -> bool:
+        """``exc`` says a table is not there (an emptied file reads as an empty database)."""
+        return isinstance(exc, sqlite3.DatabaseError) and (
+            "no such table" in str(exc) or "not a database" in str(exc) or "malformed" in str(exc)
+        )

@@ -205,11 +205,20 @@ class OpsStore:
         raises :class:`OpsStoreError` (``OPS_STORE_MISSING`` / ``OPS_STORE_REPLACED``) when not.
         ``db``: check inside that transaction."""
         self.verify_file()
-        if db is None:
-            with self.session(write=False) as s:
-                now_id = s._db.scalar("SELECT value FROM ops_meta WHERE key = 'store_id'")
-        else:
-            now_id = db.scalar("SELECT value FROM ops_meta WHERE key = 'store_id'")
+        query = "SELECT value FROM ops_meta WHERE key = 'store_id'"
+        try:
+            if db is None:
+                with self.session(write=False) as s:
+                    now_id = s._db.scalar(query)
+            else:
+                now_id = db.scalar(query)
+        except Exception as exc:
+            if not self._backend.is_missing_table(exc):
+                raise
+            raise errors.OpsStoreError(
+                errors.OPS_STORE_MISSING,
+                f"{self.display} no longer holds the store's tables ({type(exc).__name__}: {exc})",
+            ) from exc
         if now_id != self.store_id:
             raise errors.OpsStoreError(
                 errors.OPS_STORE_REPLACED,
