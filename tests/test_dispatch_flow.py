@@ -92,7 +92,7 @@ class Stack:
                 run_config=request.run_config,
                 resources=self.resources,
                 instance=self.instance,
-                tags={"dagster/run_key": request.run_key},
+                tags={**request.tags, "dagster/run_key": request.run_key},
                 raise_on_error=False,
             )
             summaries.append(run.output_for_node("process_dispatch_inbox") if run.success else None)
