@@ -92,8 +92,10 @@ def dispatch_job():
     process_dispatch_inbox()
 
 
+# The sensors and the schedule name their job (not the object), so a deployment can give the ops-path
+# jobs another executor (``build_definitions(ops_executor=...)``) without a second job of the same name.
 @dg.sensor(
-    job=dispatch_job,
+    job_name=dispatch_job.name,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a dispatch_job run for inbox rows after the cursor (the store's id and the "
@@ -130,7 +132,7 @@ def dispatch_inbox_sensor(context: dg.SensorEvaluationContext, ops_store: OpsSto
 
 
 @dg.sensor(
-    job=dispatch_job,
+    job_name=dispatch_job.name,
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a retry-only dispatch_job run when a site command is still owed to a site "
@@ -211,7 +213,7 @@ def dispatch_reconciliation_job():
 
 
 dispatch_reconciliation_schedule = dg.ScheduleDefinition(
-    job=dispatch_reconciliation_job,
+    job_name=dispatch_reconciliation_job.name,
     cron_schedule="*/5 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
@@ -257,5 +259,8 @@ def dispatch_history(ops_store: OpsStoreResource, duckdb: DuckDBResource):
 
 
 JOBS = [dispatch_job, dispatch_reconciliation_job]
+#: The jobs of the ops path: no DuckDB, no local file, all state in the ops store, so they may run
+#: under any executor (see ``vpp_pipeline.definitions.build_definitions``).
+OPS_JOBS = [dispatch_job.name, dispatch_reconciliation_job.name]
 SCHEDULES = [dispatch_reconciliation_schedule]
 SENSORS = [dispatch_inbox_sensor, dispatch_retry_sensor]

@@ -77,14 +77,12 @@ class Stack:
 
     def tick(self) -> list[dict]:
         """Evaluate the sensor once and execute what it requests; return the runs' summaries."""
-        context = dg.build_sensor_context(
+        with dg.build_sensor_context(
             instance=self.instance,
             cursor=self.cursor,
             resources={"ops_store": self.resources["ops_store"]},
-        )
-        result = dispatch_inbox_sensor(context)
-        if isinstance(result, dg.SkipReason):
-            return []
+        ) as context:
+            result = dispatch_inbox_sensor(context)
         self.cursor = result.cursor
         summaries = []
         for request in result.run_requests:

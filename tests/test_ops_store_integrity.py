@@ -326,8 +326,8 @@ def test_a_run_requested_for_another_store_fails(tmp_path, sandbox, site, instan
     )
     assert not run.success
     assert "OPS_STORE_REPLACED" in str(run.get_step_failure_events()[0].event_specific_data.error)
-    context = dg.build_sensor_context(
+    with dg.build_sensor_context(
         instance=instance, resources={"ops_store": stack.resources["ops_store"]}
-    )
-    result = dispatch_inbox_sensor(context)
+    ) as context:
+        result = dispatch_inbox_sensor(context)
     assert result.cursor == f"{stack.store.store_id}:0" and not result.run_requests

@@ -30,12 +30,23 @@ def default_resources() -> dict:
     }
 
 
-def build_definitions(resources: dict | None = None) -> dg.Definitions:
-    """The project's definitions; ``resources`` overrides the environment-configured ones."""
+def build_definitions(
+    resources: dict | None = None, *, ops_executor: dg.ExecutorDefinition | None = None
+) -> dg.Definitions:
+    """The project's definitions; ``resources`` overrides the environment-configured ones.
+
+    ``ops_executor``: the executor of the ops-path jobs (``dispatch.OPS_JOBS``: ops store and HTTP only),
+    e.g. ``dagster_celery.celery_executor`` or ``dagster_k8s.k8s_job_executor`` in a deployment's code
+    location; every DuckDB job keeps the in-process executor (docs/deployment.md)."""
     collected = {
         name: [item for module in STAGE_MODULES for item in getattr(module, name, [])]
         for name in ("JOBS", "SCHEDULES", "SENSORS")
     }
+    if ops_executor is not None:
+        collected["JOBS"] = [
+            job.with_executor_def(ops_executor) if job.name in dispatch.OPS_JOBS else job
+            for job in collected["JOBS"]
+        ]
     return dg.Definitions(
         assets=dg.load_assets_from_modules(STAGE_MODULES),
         asset_checks=dg.load_asset_checks_from_modules(STAGE_MODULES),
