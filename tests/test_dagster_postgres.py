@@ -78,6 +78,8 @@ def test_dispatch_path_and_a_duckdb_asset_on_a_postgres_instance(
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.schedule_storage).__name__ == "PostgresScheduleStorage"
         assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
+        assert instance.run_coordinator.dequeue_interval_seconds == 1
 
         # the dispatch path: receiver -> ops store (PostgreSQL) -> sensor -> dispatch_job -> site
         stack = Stack(tmp_path, sandbox, site, instance, postgres_location)
