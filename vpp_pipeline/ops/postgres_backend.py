@@ -138,9 +138,11 @@ class PostgresBackend:
         if mode is Mode.READ:
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             return
-        conn.execute("BEGIN")
-        if lock_key is not None:
-            self.lock(conn, lock_key)
+        if lock_key is None:
+            conn.execute("BEGIN")
+        else:
+            # one round trip: a receiver's commit thread waits for the GIL after each one
+            conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(lock_key)})")
 
     @staticmethod
     def lock(conn: psycopg.Connection, key: int) -> None:

@@ -446,13 +446,22 @@ class OpsSession:
         )
 
 
-def insert_inbox_row(db: Db, row: dict) -> int:
-    """Insert one inbox row (``received_at`` text, ``source``, ``level``, ``body`` bytes, ``headers``
-    dict, ``body_sha256``); returns its id. The caller holds the inbox lock."""
-    return int(
-        db.execute(
-            "INSERT INTO inbox (received_at, source, level, body, headers, body_sha256)"
-            " VALUES (%s, %s, %s, %s, %s, %s) RETURNING inbox_id",
+_INSERT_INBOX = (
+    "INSERT INTO inbox (received_at, source, level, body, headers, body_sha256)"
+    " VALUES (%s, %s, %s, %s, %s, %s) RETURNING inbox_id"
+)
+_INSERT_DEAD_LETTER = (
+    "INSERT INTO dead_letters (received_at, reason_code, detail, body, headers)"
+    " VALUES (%s, %s, %s, %s, %s) RETURNING dead_letter_id"
+)
+
+
+def insert_inbox_rows(db: Db, rows: list[dict]) -> list[int]:
+    """Insert inbox rows (``received_at`` text, ``source``, ``level``, ``body`` bytes, ``headers``
+    dict, ``body_sha256``); returns their ids, in order. The caller holds the inbox lock."""
+    return db.insert_returning(
+        _INSERT_INBOX,
+        [
             (
                 row["received_at"],
                 row.get("source", "webhook"),
@@ -460,22 +469,27 @@ def insert_inbox_row(db: Db, row: dict) -> int:
                 row["body"],
                 json.dumps(row["headers"], sort_keys=True),
                 row["body_sha256"],
-            ),
-        ).fetchall()[0][0]
+            )
+            for row in rows
+        ],
     )
 
 
-def insert_dead_letter(db: Db, row: dict) -> int:
-    return int(
-        db.execute(
-            "INSERT INTO dead_letters (received_at, reason_code, detail, body, headers)"
-            " VALUES (%s, %s, %s, %s, %s) RETURNING dead_letter_id",
+def insert_inbox_row(db: Db, row: dict) -> int:
+    return insert_inbox_rows(db, [row])[0]
+
+
+def insert_dead_letters(db: Db, rows: list[dict]) -> list[int]:
+    return db.insert_returning(
+        _INSERT_DEAD_LETTER,
+        [
             (
                 row["received_at"],
                 row["reason_code"],
                 row["detail"],
                 row["body"],
                 json.dumps(row["headers"], sort_keys=True),
-            ),
-        ).fetchall()[0][0]
+            )
+            for row in rows
+        ],
     )

@@ -66,6 +66,20 @@ class Db:
         finally:
             cursor.close()
 
+    def insert_returning(self, sql: str, seq: list) -> list[int]:
+        """Run an ``INSERT ... RETURNING <id>`` once per parameter set; the ids in order. psycopg
+        sends them all in one pipelined round trip; sqlite3 runs them in process."""
+        if not seq:
+            return []
+        cursor = self.conn.cursor()
+        try:
+            if hasattr(cursor, "results"):  # psycopg 3
+                cursor.executemany(self._translate(sql), seq, returning=True)
+                return [int(result.fetchone()[0]) for result in cursor.results()]
+            return [int(cursor.execute(self._translate(sql), p).fetchall()[0][0]) for p in seq]
+        finally:
+            cursor.close()
+
     def rows(self, sql: str, params: tuple | list | dict | None = None) -> list[dict]:
         cursor = self.execute(sql, params)
         names = [getattr(d, "name", None) or d[0] for d in cursor.description]

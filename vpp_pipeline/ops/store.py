@@ -22,7 +22,7 @@ from typing import Any
 from vpp_pipeline import settings
 from vpp_pipeline.ops import errors, schema
 from vpp_pipeline.ops.records import InboxRow, iso
-from vpp_pipeline.ops.session import OpsSession, insert_dead_letter, insert_inbox_row
+from vpp_pipeline.ops.session import OpsSession, insert_dead_letters, insert_inbox_rows
 from vpp_pipeline.ops.sql import Db, Mode, statements
 from vpp_pipeline.ops.sqlite_backend import SqliteBackend
 
@@ -325,10 +325,10 @@ class InboxWriter:
         db = Db(conn, backend.translate)
         try:
             store.verify(db)
-            ids = [
-                insert_inbox_row(db, row) if kind == "inbox" else insert_dead_letter(db, row)
-                for kind, row in rows
-            ]
+            # one statement batch per kind (one round trip on PostgreSQL), ids back in input order
+            inbox = iter(insert_inbox_rows(db, [r for k, r in rows if k == "inbox"]))
+            dead = iter(insert_dead_letters(db, [r for k, r in rows if k != "inbox"]))
+            ids = [next(inbox) if kind == "inbox" else next(dead) for kind, _ in rows]
             if check_write:
                 db.execute(
                     "INSERT INTO ops_meta (key, value) VALUES ('last_write_check_at', %s)"
