@@ -103,6 +103,14 @@ class Stack:
         return summary
 
 
+@pytest.fixture(scope="module")
+def instance():
+    """One Dagster instance for this module's tests (each test's runs use their own ops store and
+    sensor cursor, and nothing here reads the instance's run history): saves ~0.5 s per test."""
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
 @pytest.fixture
 def site():
     with SiteControllerServer(token="site-token") as server:
