@@ -339,3 +339,29 @@ def test_a_run_requested_for_another_store_fails(tmp_path, sandbox, site, instan
     ) as context:
         result = dispatch_inbox_sensor(context)
     assert result.cursor == f"{stack.store.store_id}:0" and not result.run_requests
+
+
+@pytest.mark.postgres
+def test_a_lost_database_connection_costs_the_receiver_no_delivery(postgres_location):
+    """A database restart or failover drops the receiver's connection: the next delivery reconnects
+    and is stored (nothing of it was written before the connection was found dead)."""
+    OpsStore.initialize(postgres_location)
+    config = ReceiverSettings(api_key=API_KEY, ops_db_url=postgres_location)
+    database, _ = split_postgres_location(postgres_location)
+    with ReceiverServer(config) as receiver:
+        body = meter_note(("m1", [slot()]))
+        first = httpx.post(receiver.url, json=body, headers={"x-api-key": API_KEY})
+        assert first.status_code == 200
+        with psycopg.connect(database, autocommit=True) as admin:
+            killed = admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'vpp-receiver' AND datname = current_database()"
+            ).fetchall()
+        assert killed == [(True,)]
+        second = httpx.post(receiver.url, json=body, headers={"x-api-key": API_KEY})
+        assert second.status_code == 200, second.text
+        assert _health(receiver).status_code == 200
+    assert [r.inbox_id for r in OpsStore(postgres_location).inbox()] == [
+        first.json()["inbox_id"],
+        second.json()["inbox_id"],
+    ]

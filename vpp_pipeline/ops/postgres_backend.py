@@ -69,7 +69,11 @@ def _pool(url: str) -> ConnectionPool:
                 url,
                 min_size=1,
                 max_size=POOL_MAX_SIZE,
-                kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+                kwargs={
+                    "autocommit": True,
+                    "connect_timeout": CONNECT_TIMEOUT_S,
+                    "application_name": "vpp-ops",
+                },
                 check=ConnectionPool.check_connection,
                 timeout=CONNECT_TIMEOUT_S,
                 name="vpp-ops-store",
@@ -124,7 +128,12 @@ class PostgresBackend:
 
     def dedicated(self) -> psycopg.Connection:
         try:
-            return psycopg.connect(self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                connect_timeout=CONNECT_TIMEOUT_S,
+                application_name="vpp-receiver",
+            )
         except psycopg.OperationalError as exc:
             raise self._unreachable(exc) from exc
 

@@ -298,6 +298,10 @@ class OpsStore:
         return self._read(lambda s: s.recent_events(limit))
 
 
+class _LostBeforeCommit(Exception):
+    """The writer's connection died before COMMIT was sent: nothing of the batch was stored."""
+
+
 class InboxWriter:
     """The receiver's writer: appends inbox rows and dead letters on one long-lived connection, each
     :meth:`append` batch one commit, and first checks that the location still holds the store it
@@ -317,13 +321,25 @@ class InboxWriter:
 
     def append(self, rows: list[tuple[str, Any]], *, check_write: bool = False) -> list[int]:
         """Write ``("inbox"|"dead_letter", dict)`` items in one transaction; return their row ids.
-        ``check_write`` also records the time in ``ops_meta`` (a health check's proof of a write)."""
-        store, backend = self.store, self.store._backend
-        store.verify_file()
-        conn = self._connection()
-        backend.begin(conn, Mode.APPEND, store._inbox_key)
-        db = Db(conn, backend.translate)
+        ``check_write`` also records the time in ``ops_meta`` (a health check's proof of a write).
+
+        A connection found dead before COMMIT was sent (a database restart or failover) is replaced
+        and the batch written once more: nothing of it was stored. Dead during COMMIT, the outcome is
+        unknown, so the batch fails (the sender retries; a second copy is a duplicate, which changes
+        nothing)."""
+        self.store.verify_file()
         try:
+            return self._append_once(rows, check_write)
+        except _LostBeforeCommit:
+            return self._append_once(rows, check_write)
+
+    def _append_once(self, rows: list[tuple[str, Any]], check_write: bool) -> list[int]:
+        store, backend = self.store, self.store._backend
+        conn = self._connection()
+        committing = False
+        try:
+            backend.begin(conn, Mode.APPEND, store._inbox_key)
+            db = Db(conn, backend.translate)
             store.verify(db)
             # one statement batch per kind (one round trip on PostgreSQL), ids back in input order
             inbox = iter(insert_inbox_rows(db, [r for k, r in rows if k == "inbox"]))
@@ -335,8 +351,14 @@ class InboxWriter:
                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (iso(datetime.now(UTC)),),
                 )
+            committing = True
             backend.commit(conn)
-        except BaseException:
+        except Exception as exc:
+            if backend.is_broken(conn):
+                self.close()
+                if not committing:
+                    raise _LostBeforeCommit from exc
+                raise
             try:
                 backend.rollback(conn)
             except Exception:  # the connection is gone: reopened on the next batch
