@@ -13,6 +13,18 @@ see a connection or a dialect.
 - ``sqlite_backend`` / ``postgres_backend``: connections, transactions and the cross-process locks;
 - ``errors``: :class:`OpsStoreError` and its reason codes.
 
+Where the SQL lives: the schema in ``migrations/<sqlite|postgres>/NNNN_*.sql`` (DDL, one file per version
+and dialect, read like ``sql/``'s models: what each table holds); the statements in ``session.py``, each
+beside the code that binds its parameters and reads its result (ids, row counts). They are short
+parameterized single-row operations of one transaction, written once for both dialects, not models run
+whole like ``sql/``: a file per statement would split each operation in two places.
+
+Changing it: a new column or table is a new migration file for *both* dialects with the next number (never
+edit a released one); a new statement is a method of :class:`OpsSession` in portable SQL (``%s``
+placeholders, ``ON CONFLICT``, ``RETURNING``, no JSON functions) with a test in ``tests/test_ops_store.py``,
+which runs on both backends. A transaction that writes takes the store's writer lock (``session()``), so
+keep HTTP calls outside it.
+
 Tables (times are UTC ISO-8601 text with microseconds, so text order is time order):
 
 - ``inbox``: one row per accepted webhook delivery (raw body bytes, received time, non-secret headers) or
