@@ -1,6 +1,6 @@
 """The multi-receiver drill at a chosen size, on a PostgreSQL ops store (a temporary database).
 
-    flock /tmp/vpp-bench.lock .venv/bin/python bench/bench_drill.py [--deliveries 5000] [--receivers 2]
+    .venv/bin/python bench/bench_drill.py [--deliveries 5000] [--receivers 2]
         [--workers 2] [--duplicates 0.3] [--kill-after 0.4] [--seed 14]
 
 Two (or more) ``vpp receiver`` processes and dispatch workers share one store; deliveries (duplicates,

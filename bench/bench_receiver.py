@@ -1,7 +1,7 @@
 """Receiver throughput and ack latency at a sustained load, on each ops-store backend, next to a bare
 uvicorn endpoint, in one run.
 
-    flock /tmp/vpp-bench.lock .venv/bin/python bench/bench_receiver.py [--rate 500] [--seconds 10]
+    .venv/bin/python bench/bench_receiver.py [--rate 500] [--seconds 10]
         [--concurrency 64] [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres]
 
 Every server runs as its own process under uvicorn on 127.0.0.1: a bare Starlette endpoint that returns
