@@ -270,34 +270,17 @@ def create_receiver_app(config: ReceiverSettings | None = None) -> Starlette:
         try:
             await asyncio.wait_for(committer().check_write(), config.healthz_timeout_s)
         except OpsStoreError as exc:
-            return JSONResponse(
-                {"status": "error", "reason_code": exc.reason_code, "detail": exc.detail, **about},
-                503,
-            )
+            reason, detail = exc.reason_code, exc.detail
         except TimeoutError:
-            detail = (
-                f"no write committed within {config.healthz_timeout_s} s (store locked or slow)"
-            )
-            return JSONResponse(
-                {
-                    "status": "error",
-                    "reason_code": "OPS_STORE_NOT_WRITABLE",
-                    "detail": detail,
-                    **about,
-                },
-                503,
-            )
+            reason = "OPS_STORE_NOT_WRITABLE"
+            detail = f"no write committed within {config.healthz_timeout_s} s (locked or slow)"
         except Exception as exc:
-            return JSONResponse(
-                {
-                    "status": "error",
-                    "reason_code": "OPS_STORE_NOT_WRITABLE",
-                    "detail": f"{type(exc).__name__}: {exc}",
-                    **about,
-                },
-                503,
-            )
-        return JSONResponse({"status": "ok", **about})
+            reason, detail = "OPS_STORE_NOT_WRITABLE", f"{type(exc).__name__}: {exc}"
+        else:
+            return JSONResponse({"status": "ok", **about})
+        return JSONResponse(
+            {"status": "error", "reason_code": reason, "detail": detail, **about}, 503
+        )
 
     async def dispatch(request: Request) -> Response:
         received_at = datetime.now(UTC)
