@@ -103,9 +103,10 @@ class PipelinePolicy:
             {"d": day},
         )
         pipeline.build_bid_inputs(conn, day, self.book, settings=settings)
-        drafts = pipeline.curves_for_day(conn, day, settings.premium)
+        drafts = pipeline.curves_for_day(conn, day)
         plan = conn.execute(
-            "SELECT planned_charge_kw, reserve_kw, planned_billed_peak_kw, peak_reserve_kwh "
+            "SELECT planned_charge_kw, reserve_kw, planned_billed_peak_kw, peak_reserve_kwh, "
+            "planned_soc_kwh "
             "FROM bid_inputs "
             "WHERE trading_day = $d ORDER BY meter_id, hour_start",
             {"d": day},
@@ -115,9 +116,14 @@ class PipelinePolicy:
         if order != self.data.spec.meter_ids:
             raise AssertionError("bid_inputs is not in the backtest's battery order")
         qty, price = curves_to_arrays([d["curve"] for d in drafts], b, h)
+        spec = self.data.spec
+        # the pipeline plans every day from half-way between the SoC limits
+        start = (spec.soc_min_kwh + spec.soc_max_kwh) / 2
+        end = plan["planned_soc_kwh"].reshape(b, h)
         return DayPlan(
             charge_kw=plan["planned_charge_kw"].reshape(b, h),
             self_discharge_kw=plan["reserve_kw"].reshape(b, h),
+            soc_kwh=np.column_stack([start, end[:, :-1]]),
             billed_peak_kw=plan["planned_billed_peak_kw"].reshape(b, h)[:, 0],
             reserve_kwh=plan["peak_reserve_kwh"].reshape(b, h),
             curve_kw=qty,
@@ -157,6 +163,7 @@ class PerfectForesight:
             problem, degradation_usd_per_kwh=self.settings.degradation_usd_per_kwh
         )
         offset = cols.start
+        start_soc = np.column_stack([problem.initial_soc_kwh, plan.soc_kwh[:, :-1]])
         for d in days:
             s = slice(data.day_slices[d].start - offset, data.day_slices[d].stop - offset)
             m = plan.market_discharge_kw[:, s]
@@ -164,6 +171,7 @@ class PerfectForesight:
             self._plans[d] = DayPlan(
                 charge_kw=plan.charge_kw[:, s],
                 self_discharge_kw=plan.self_discharge_kw[:, s],
+                soc_kwh=start_soc[:, s],
                 billed_peak_kw=plan.billed_peak_kw,
                 reserve_kwh=plan.peak_reserve_kwh[:, s],
                 curve_kw=m[..., None],
@@ -198,6 +206,7 @@ class NaivePolicy:
         return DayPlan(
             charge_kw=np.where(charging[None, :], charge[:, None], 0.0),
             self_discharge_kw=np.zeros((b, h)),
+            soc_kwh=np.zeros((b, h)),  # no SoC plan to keep to
             billed_peak_kw=np.zeros(b),
             reserve_kwh=np.zeros((b, h)),
             curve_kw=qty,

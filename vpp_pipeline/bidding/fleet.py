@@ -18,7 +18,6 @@ from datetime import datetime
 import numpy as np
 import polars as pl
 
-from vpp_pipeline.bidding import curves
 from vpp_pipeline.bidding.optimize import (
     DEFAULT_DEGRADATION_USD_PER_KWH,
     DEFAULT_ROUND_TRIP_EFFICIENCY,
@@ -40,8 +39,8 @@ class BidSettings:
     degradation_usd_per_kwh: float = DEFAULT_DEGRADATION_USD_PER_KWH
     default_min_soc_pct: float = 10.0
     default_max_soc_pct: float = 90.0
-    premium: float = curves.DEFAULT_PREMIUM
-    #: the demand-window peak is planned against forecast + this many like-day spreads
+    #: the demand-window peak is planned against the load forecast plus this many like-day
+    #: spreads (0 = the forecast alone), where the battery's power could cover it
     peak_load_z: float = 0.0
 
 

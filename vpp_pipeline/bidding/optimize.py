@@ -20,7 +20,7 @@ subject to
   u_t + m_t <= P                                        (power)
   u_t + m_t - c_t <= max(load_t, 0)   unless exports are allowed
   peak_load_t + c_t - u_t <= p        in the demand window (site import vs billed peak;
-                                      peak_load defaults to load)
+                                      peak_load = load unless a cautious forecast is given)
 
 minimising  sum_t [tou_t (c_t - u_t) - price_t m_t + degradation (u_t + m_t)]
             + demand_charge * p.
@@ -363,9 +363,27 @@ def peak_reserve_kwh(
     need = np.where(
         demand_window, np.clip(load_kw + charge_kw - billed_peak_kw[:, None], 0, None), 0
     )
-    reserve = np.zeros_like(load_kw, dtype=float)
+    reserve = np.zeros(load_kw.shape)
     for t in range(load_kw.shape[1] - 2, -1, -1):
         reserve[:, t] = np.clip(
             reserve[:, t + 1] + need[:, t + 1] / eta - eta * charge_kw[:, t + 1], 0.0, None
         )
     return reserve
+
+
+def cautious_peak_load(
+    load_kw: np.ndarray,
+    spread_kw: np.ndarray,
+    z: float,
+    billed_peak_kw: np.ndarray,
+    power_kw: np.ndarray,
+    demand_window: np.ndarray,
+) -> np.ndarray:
+    """The load (B, H) to plan the demand-window peak against: in window hours the forecast
+    plus ``z`` spreads (``spread_kw``, e.g. the like-day standard deviation), but never above
+    what the battery's power could bring down to ``billed_peak_kw`` (B,), the peak of a plan
+    on the forecast alone: load beyond that could not be shaved anyway, and planning for it
+    would only raise the peak the plan accepts."""
+    cap = billed_peak_kw[:, None] + power_kw[:, None]
+    cautious = load_kw + z * np.clip(np.nan_to_num(spread_kw), 0.0, None)
+    return np.where(demand_window, np.minimum(cautious, np.maximum(load_kw, cap)), load_kw)

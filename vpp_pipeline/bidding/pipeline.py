@@ -15,7 +15,8 @@ import polars as pl
 
 from vpp_pipeline.bidding import curves, market, prices
 from vpp_pipeline.bidding.fleet import BidSettings, fleet_spec
-from vpp_pipeline.bidding.optimize import BidProblem, optimize_batteries
+from vpp_pipeline.bidding.offers import extra_offers, offer_prices, price_candidates
+from vpp_pipeline.bidding.optimize import BidProblem, cautious_peak_load, optimize_batteries
 from vpp_pipeline.bidding.submission import SubmissionReport, submit_bids
 from vpp_pipeline.bidding.tariffs import TariffBook
 from vpp_pipeline.bidding.validation import (
@@ -271,14 +272,14 @@ def build_bid_inputs(
     frame = conn.sql(
         f"""
         SELECT f.meter_id, f.hour_start, f.hour_end, f.load_forecast_kw, f.month_to_date_peak_kw,
-               f.load_forecast_kw + {settings.peak_load_z} * coalesce(f.load_spread_kw, 0)
-                   AS peak_load_kw,
+               coalesce(f.load_spread_kw, 0) AS load_spread_kw,
                m.load_zone, m.tariff AS tariff_code, m.battery_power_kw AS power_kw,
                m.battery_energy_kwh AS energy_kwh,
                coalesce(m.battery_min_soc_pct, {settings.default_min_soc_pct}) AS min_soc_pct,
                coalesce(m.battery_max_soc_pct, {settings.default_max_soc_pct}) AS max_soc_pct,
                coalesce(m.meter_type IN ('SUBMETER', 'DEVICE'), false) AS is_submeter,
-               p.price_usd_per_kwh, p.source AS price_source
+               p.price_usd_per_kwh, p.source AS price_source, p.price_p50_usd_per_kwh,
+               p.price_p75_usd_per_kwh, p.price_tail_usd_per_kwh, p.price_samples
         FROM load_forecast f
         JOIN meters m USING (meter_id)
         LEFT JOIN day_ahead_prices p
@@ -309,10 +310,35 @@ def build_bid_inputs(
         price_usd_per_kwh=frame["price_usd_per_kwh"].to_numpy().astype(float).reshape(-1, h),
         can_bid=status == STATUS_BID,
         month_to_date_peak_kw=per_meter["month_to_date_peak_kw"].to_numpy().astype(float),
-        peak_load_kw=np.nan_to_num(frame["peak_load_kw"].to_numpy().astype(float).reshape(-1, h)),
     )
+    if settings.peak_load_z > 0:
+        # plan once on the forecast, then against a cautious load the battery could cover
+        first = np.full(len(meter_ids), np.inf)
+        first[solve] = optimize_batteries(
+            _subset(problem, solve), degradation_usd_per_kwh=settings.degradation_usd_per_kwh
+        ).billed_peak_kw
+        problem.peak_load_kw = cautious_peak_load(
+            problem.load_kw,
+            frame["load_spread_kw"].to_numpy().astype(float).reshape(-1, h),
+            settings.peak_load_z,
+            first,
+            problem.power_kw,
+            problem.demand_window,
+        )
     sub = _subset(problem, solve)
     plan = optimize_batteries(sub, degradation_usd_per_kwh=settings.degradation_usd_per_kwh)
+    candidates, survival = price_candidates(
+        frame["price_p50_usd_per_kwh"].to_numpy().astype(float),
+        frame["price_p75_usd_per_kwh"].to_numpy().astype(float),
+        frame["price_tail_usd_per_kwh"].to_list(),
+        frame["price_samples"].to_numpy(),
+    )
+    offer_price, surplus = offer_prices(
+        plan.opportunity_cost_usd_per_kwh,
+        candidates.reshape(len(meter_ids), h, -1)[solve],
+        survival.reshape(len(meter_ids), h, -1)[solve],
+    )
+    offered = plan.market_discharge_kw + extra_offers(plan, sub, surplus)
     zeros = np.zeros((len(meter_ids), h))
 
     def full(values: np.ndarray) -> np.ndarray:
@@ -338,6 +364,7 @@ def build_bid_inputs(
         "power_kw",
         "energy_kwh",
         "load_forecast_kw",
+        "load_spread_kw",
         pl.Series("peak_load_kw", problem.peak_load_kw.ravel()),
         "price_usd_per_kwh",
         "price_source",
@@ -350,8 +377,13 @@ def build_bid_inputs(
         pl.Series("planned_soc_kwh", soc.ravel()),
         pl.Series("reserve_kw", full(plan.reserve_kw).ravel()),
         pl.Series("peak_reserve_kwh", full(plan.peak_reserve_kwh).ravel()),
-        pl.Series("available_kw", full(plan.available_kw).ravel()),
+        pl.Series("available_kw", full(offered).ravel()),
         pl.Series("opportunity_cost_usd_per_kwh", full(plan.opportunity_cost_usd_per_kwh).ravel()),
+        pl.Series(
+            "offer_price_usd_per_kwh",
+            np.where(np.isfinite(full(offer_price)), full(offer_price), np.nan).ravel(),
+            nan_to_null=True,
+        ),
         pl.lit(datetime.now(UTC)).alias("computed_at"),
     )
     stage_frame(conn, "stg_bid_inputs", stg)
@@ -377,12 +409,13 @@ def _subset(problem: BidProblem, mask: np.ndarray) -> BidProblem:
     )
 
 
-def curves_for_day(conn: duckdb.DuckDBPyConnection, day: date, premium: float) -> list[dict]:
+def curves_for_day(conn: duckdb.DuckDBPyConnection, day: date) -> list[dict]:
     """One bid per battery and hour of ``day`` from ``bid_inputs`` (empty curve = cancel),
     each with its inputs (``_inputs``) for the pipeline's own checks."""
     rows = conn.sql(
         "SELECT meter_id, hour_start, hour_end, status, available_kw, planned_market_kw, "
-        "opportunity_cost_usd_per_kwh, price_usd_per_kwh FROM bid_inputs "
+        "opportunity_cost_usd_per_kwh, price_usd_per_kwh, offer_price_usd_per_kwh "
+        "FROM bid_inputs "
         f"WHERE trading_day = '{day.isoformat()}' ORDER BY meter_id, hour_start"
     ).pl()
     bids = []
@@ -394,7 +427,7 @@ def curves_for_day(conn: duckdb.DuckDBPyConnection, day: date, premium: float) -
                 planned_market_kw=row["planned_market_kw"],
                 opportunity_cost_usd_per_kwh=row["opportunity_cost_usd_per_kwh"],
                 price_forecast_usd_per_kwh=row["price_usd_per_kwh"] or 0.0,
-                premium=premium,
+                extra_price_usd_per_kwh=row["offer_price_usd_per_kwh"],
             )
         bids.append(
             {
@@ -419,7 +452,7 @@ def build_and_submit_bids(
     """Curves for the day, checked against Leap's rules and the bid inputs, submitted, and
     recorded in ``bids``. Raises :class:`BidValidationError` (nothing sent) on any problem."""
     now = now or datetime.now(UTC)
-    drafts = curves_for_day(conn, day, settings.premium)
+    drafts = curves_for_day(conn, day)
     payload = [{k: v for k, v in b.items() if k != "_inputs"} for b in drafts]
     own = check_against_inputs(
         payload, {(b["meter_id"], b["start_time"]): b["_inputs"] for b in drafts}

@@ -13,7 +13,9 @@ paid on the energy actually delivered, cheapest segment first.
 **The site controller**, hour by hour, given the plan (charge, self-use discharge, the
 billed peak it accepts) and the awards, against the site's actual load:
 
-1. charge as planned, within power and the room left below max SoC;
+1. charge as planned and, outside demand-window hours, also make up any shortfall against
+   the plan's state of charge (energy an award took, or a day that started lower than the
+   plan assumed), within power and the room left below max SoC;
 2. deliver the award first (a commitment), within power, the energy above min SoC and,
    without exports, the site's load; what cannot be delivered is ``shortfall_kw``;
 3. peak shaving first: in demand-window hours, discharge whatever holds the site's import
@@ -82,7 +84,8 @@ class DayTruth:
 @dataclass
 class DayPlan:
     """A policy's decisions for one trading day: planned ``charge_kw`` and
-    ``self_discharge_kw`` (B, H), ``billed_peak_kw`` (B,) the peak the plan accepts,
+    ``self_discharge_kw`` (B, H), the planned ``soc_kwh`` at the start of each hour (B, H),
+    ``billed_peak_kw`` (B,) the peak the plan accepts,
     ``reserve_kwh`` (B, H) the energy above min SoC it holds at the end of each hour for later
     demand-window hours (``optimize.peak_reserve_kwh``), and the curves as ``curve_kw`` /
     ``curve_usd_per_kwh`` (B, H, K), cumulative kW ascending with price; unused points have
@@ -90,6 +93,7 @@ class DayPlan:
 
     charge_kw: np.ndarray
     self_discharge_kw: np.ndarray
+    soc_kwh: np.ndarray
     billed_peak_kw: np.ndarray
     reserve_kwh: np.ndarray
     curve_kw: np.ndarray
@@ -195,7 +199,9 @@ def settle_day(
     exports = fleet.exports_allowed.astype(bool)
     out = {k: np.zeros((b, h)) for k in ("c", "d", "u", "s", "imp")}
     for t in range(h):
-        c = np.clip(plan.charge_kw[:, t], 0.0, power)
+        c = plan.charge_kw[:, t]
+        catch_up = np.where(window[:, t], 0.0, np.clip(plan.soc_kwh[:, t] - s, 0.0, None) / eta)
+        c = np.clip(c + catch_up, 0.0, power)
         c = np.minimum(c, np.clip(fleet.soc_max_kwh - s, 0.0, None) / eta)
         energy = np.clip(s + eta * c - fleet.soc_min_kwh, 0.0, None) * eta
         site_room = np.where(exports, np.inf, np.clip(load[:, t] + c, 0.0, None))
