@@ -106,7 +106,8 @@ class PipelinePolicy:
         drafts = pipeline.curves_for_day(conn, day)
         plan = conn.execute(
             "SELECT planned_charge_kw, reserve_kw, planned_billed_peak_kw, peak_reserve_kwh, "
-            "planned_soc_kwh "
+            "planned_soc_kwh, CASE WHEN is_submeter THEN 0 ELSE coalesce(load_forecast_kw, 0) "
+            "END AS load_forecast_kw "
             "FROM bid_inputs "
             "WHERE trading_day = $d ORDER BY meter_id, hour_start",
             {"d": day},
@@ -125,6 +126,7 @@ class PipelinePolicy:
             self_discharge_kw=plan["reserve_kw"].reshape(b, h),
             soc_kwh=np.column_stack([start, end[:, :-1]]),
             billed_peak_kw=plan["planned_billed_peak_kw"].reshape(b, h)[:, 0],
+            load_forecast_kw=plan["load_forecast_kw"].reshape(b, h),
             reserve_kwh=plan["peak_reserve_kwh"].reshape(b, h),
             curve_kw=qty,
             curve_usd_per_kwh=price,
@@ -173,6 +175,7 @@ class PerfectForesight:
                 self_discharge_kw=plan.self_discharge_kw[:, s],
                 soc_kwh=start_soc[:, s],
                 billed_peak_kw=plan.billed_peak_kw,
+                load_forecast_kw=problem.load_kw[:, s],
                 reserve_kwh=plan.peak_reserve_kwh[:, s],
                 curve_kw=m[..., None],
                 curve_usd_per_kwh=np.where(m > 1e-9, price, np.inf)[..., None],
@@ -208,6 +211,7 @@ class NaivePolicy:
             self_discharge_kw=np.zeros((b, h)),
             soc_kwh=np.zeros((b, h)),  # no SoC plan to keep to
             billed_peak_kw=np.zeros(b),
+            load_forecast_kw=np.zeros((b, h)),  # no forecast
             reserve_kwh=np.zeros((b, h)),
             curve_kw=qty,
             curve_usd_per_kwh=price,

@@ -41,7 +41,11 @@ class BidSettings:
     default_max_soc_pct: float = 90.0
     #: the demand-window peak is planned against the load forecast plus this many like-day
     #: spreads (0 = the forecast alone), where the battery's power could cover it
-    peak_load_z: float = 0.0
+    peak_load_z: float = 2.0
+    #: how offers beyond the planned sale are made (``offers.OFFER_MODES``)
+    offer_mode: str = "surplus"
+    #: the extra offer's markup in the ``headroom`` mode
+    premium: float = 0.25
 
 
 @dataclass

@@ -9,17 +9,19 @@ price above its value, in case the hour clears that high. This module decides ho
 **Price.** For energy worth ``v`` $/kWh if kept (the plan's opportunity cost), the offer
 price ``p`` maximises the expected surplus ``(p - v) x P(price >= p)``. The candidates come
 from the hour's recent realised prices (``day_ahead_prices``): the median (cleared half of
-the time), the upper quartile (a quarter) and the 8 highest of ``n`` samples (the k-th
-highest is reached with probability ``k / (n + 1)``). No candidate above ``v`` (or only
+the time), the upper quartile (a quarter) and the 2nd to 8th highest of ``n`` samples (the k-th
+highest is reached with probability ``k / (n + 1)``; the single highest is left out, one
+sample says too little). No candidate above ``v`` (or only
 above Leap's $1.00 cap): no extra offer.
 
 **Quantity.** Every extra offer of the day must be deliverable even if all of them clear,
 without touching the energy the plan holds for the site's demand-window peak: at every hour
-``t``, the extra energy offered up to ``t`` is at most what the plan's battery holds as the
-hour starts, plus the hour's planned charge, minus its planned peak shaving and sale, above
-min SoC and the peak reserve (TOU discharge planned before ``t`` is spent; from ``t`` on, the
-site controller gives it up first). Within that, hours go in order of expected surplus; each
-hour is also bounded by the power left and, without exports, by the forecast site load.
+``t``, the extra energy offered up to ``t`` is at most what the battery would hold at the
+end of ``t``, above min SoC and the peak reserve, if it charged, shaved the peak and sold as
+planned but did no TOU discharge (awards are known before the day starts, and the site
+controller gives up TOU discharge to keep energy for them). Within that, hours go in order
+of expected surplus; each hour is also bounded by the power left and, without exports, by
+the forecast site load.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ def price_candidates(
     survival = np.column_stack(
         [np.full(n, 0.5), np.full(n, 0.25), np.minimum(rank / (count[:, None] + 1), 1.0)]
     )
+    # a published day's price (one sample) is certain; otherwise one sample is too few
+    candidates[:, 2] = np.where(count > 1, np.nan, candidates[:, 2])
     return candidates, survival
 
 
@@ -82,12 +86,17 @@ def extra_offers(
         window, np.clip(problem.peak_load_kw + c - plan.billed_peak_kw[:, None], 0.0, None), 0.0
     )
     u_peak = np.minimum(u, need)
-    soc0 = np.clip(problem.initial_soc_kwh, problem.soc_min_kwh, problem.soc_max_kwh)
-    start = np.column_stack([soc0, plan.soc_kwh[:, :-1]])  # planned SoC as each hour starts
-    # what the hour could still deliver beyond its peak shaving and planned sale: TOU discharge
-    # already done is gone, TOU discharge from now on is what the controller gives up
-    after = start + eta * c - (u_peak + m) / eta
-    slack = np.clip((after - problem.soc_min_kwh[:, None] - plan.peak_reserve_kwh) * eta, 0, None)
+    # the SoC path without any TOU discharge: the day's awards are known before it starts,
+    # so the site controller can keep for them what it would have spent on TOU arbitrage
+    soc_min, soc_max = problem.soc_min_kwh, problem.soc_max_kwh
+    level = np.clip(problem.initial_soc_kwh, soc_min, soc_max)
+    no_tou = np.empty(c.shape)
+    for t in range(c.shape[1]):
+        level = np.clip(
+            level + eta[:, 0] * c[:, t] - (u_peak[:, t] + m[:, t]) / eta[:, 0], soc_min, soc_max
+        )
+        no_tou[:, t] = level
+    slack = np.clip((no_tou - soc_min[:, None] - plan.peak_reserve_kwh) * eta, 0, None)
     room = problem.power_kw[:, None] - m - u_peak
     site = np.clip(problem.load_kw, 0.0, None) + c - m - u_peak
     room = np.where(problem.exports_allowed[:, None], room, np.minimum(room, site))
@@ -108,3 +117,35 @@ def extra_offers(
         extra[rows, t] = x
         remaining = remaining - np.where(mask, x[:, None], 0.0)
     return extra
+
+
+#: ``surplus``: the planned sale plus extra offers priced by expected surplus (this module);
+#: ``headroom``: the first policy, kept to measure against: the planned sale plus energy the
+#: plan does not use at all (``BatteryPlan.available_kw``), the extra at a fixed premium.
+OFFER_MODES = ("surplus", "headroom")
+
+
+def plan_offers(
+    plan: BatteryPlan,
+    problem: BidProblem,
+    candidates: np.ndarray,
+    survival: np.ndarray,
+    *,
+    mode: str = "surplus",
+    premium: float = 0.25,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(offered_kw, extra_price_usd_per_kwh)`` per (B, H) for ``mode`` (``OFFER_MODES``);
+    ``candidates`` / ``survival`` as for ``offer_prices``."""
+    if mode == "headroom":
+        base = np.maximum.reduce(
+            [
+                plan.opportunity_cost_usd_per_kwh,
+                np.full(problem.shape, MIN_PRICE_USD_PER_KWH),
+                problem.price_usd_per_kwh,
+            ]
+        )
+        return plan.available_kw, np.maximum(base * (1 + premium), base + 0.01)
+    if mode != "surplus":
+        raise ValueError(f"offer mode {mode!r} is not one of {OFFER_MODES}")
+    price, surplus = offer_prices(plan.opportunity_cost_usd_per_kwh, candidates, survival)
+    return plan.market_discharge_kw + extra_offers(plan, problem, surplus), price

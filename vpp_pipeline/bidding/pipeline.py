@@ -15,7 +15,7 @@ import polars as pl
 
 from vpp_pipeline.bidding import curves, market, prices
 from vpp_pipeline.bidding.fleet import BidSettings, fleet_spec
-from vpp_pipeline.bidding.offers import extra_offers, offer_prices, price_candidates
+from vpp_pipeline.bidding.offers import plan_offers, price_candidates
 from vpp_pipeline.bidding.optimize import BidProblem, cautious_peak_load, optimize_batteries
 from vpp_pipeline.bidding.submission import SubmissionReport, submit_bids
 from vpp_pipeline.bidding.tariffs import TariffBook
@@ -333,12 +333,14 @@ def build_bid_inputs(
         frame["price_tail_usd_per_kwh"].to_list(),
         frame["price_samples"].to_numpy(),
     )
-    offer_price, surplus = offer_prices(
-        plan.opportunity_cost_usd_per_kwh,
+    offered, offer_price = plan_offers(
+        plan,
+        sub,
         candidates.reshape(len(meter_ids), h, -1)[solve],
         survival.reshape(len(meter_ids), h, -1)[solve],
+        mode=settings.offer_mode,
+        premium=settings.premium,
     )
-    offered = plan.market_discharge_kw + extra_offers(plan, sub, surplus)
     zeros = np.zeros((len(meter_ids), h))
 
     def full(values: np.ndarray) -> np.ndarray:

@@ -17,10 +17,15 @@ billed peak it accepts) and the awards, against the site's actual load:
    the plan's state of charge (energy an award took, or a day that started lower than the
    plan assumed), within power and the room left below max SoC;
 2. deliver the award first (a commitment), within power, the energy above min SoC and,
-   without exports, the site's load; what cannot be delivered is ``shortfall_kw``;
+   without exports, the site's load; what cannot be delivered is ``shortfall_kw``. The day's
+   awards are known before it starts, so self-use never spends the energy later awards need;
 3. peak shaving first: in demand-window hours, discharge whatever holds the site's import
-   at the higher of the plan's billed peak and the month's running peak (real-time, on the
-   actual load), within the power and energy left;
+   at a target level (real-time, on the actual load), within the power and energy left. The
+   target is the highest of the plan's billed peak, the month's running peak, and the
+   lowest level the energy left could hold through the rest of the window if the later
+   hours come as the plan forecast them, scaled by how the day has run against the
+   forecast so far (so a day running above the forecast raises the level a little in every
+   hour instead of running the battery flat before the last one);
 4. then the rest of the planned self-use discharge (TOU arbitrage), but only from energy
    above the plan's ``reserve_kwh``: what it holds for later demand-window hours.
 
@@ -45,6 +50,8 @@ import numpy as np
 from vpp_pipeline.bidding.validation import MIN_PRICE_USD_PER_KWH
 
 _EPS = 1e-9
+#: Bounds of the actual / forecast load ratio the controller projects onto later hours.
+FORECAST_RATIO_LIMITS = (0.8, 1.25)
 
 
 @dataclass
@@ -85,7 +92,8 @@ class DayTruth:
 class DayPlan:
     """A policy's decisions for one trading day: planned ``charge_kw`` and
     ``self_discharge_kw`` (B, H), the planned ``soc_kwh`` at the start of each hour (B, H),
-    ``billed_peak_kw`` (B,) the peak the plan accepts,
+    ``billed_peak_kw`` (B,) the peak the plan accepts, ``load_forecast_kw`` (B, H) the site
+    load the plan expected,
     ``reserve_kwh`` (B, H) the energy above min SoC it holds at the end of each hour for later
     demand-window hours (``optimize.peak_reserve_kwh``), and the curves as ``curve_kw`` /
     ``curve_usd_per_kwh`` (B, H, K), cumulative kW ascending with price; unused points have
@@ -95,6 +103,7 @@ class DayPlan:
     self_discharge_kw: np.ndarray
     soc_kwh: np.ndarray
     billed_peak_kw: np.ndarray
+    load_forecast_kw: np.ndarray
     reserve_kwh: np.ndarray
     curve_kw: np.ndarray
     curve_usd_per_kwh: np.ndarray
@@ -192,6 +201,13 @@ def settle_day(
     awarded = awards(plan.curve_kw, plan.curve_usd_per_kwh, truth.price_usd_per_kwh)
     if not with_awards:
         awarded = np.zeros_like(awarded)
+    # energy (deliverable kWh) to keep at the end of each hour for the day's later awards,
+    # net of the charging the plan does before them
+    hold = np.zeros((b, h))
+    for t in range(h - 2, -1, -1):
+        hold[:, t] = np.clip(
+            hold[:, t + 1] + awarded[:, t + 1] - eta**2 * plan.charge_kw[:, t + 1], 0.0, None
+        )
     load = truth.load_kw
     load_pos = np.clip(load, 0.0, None)
     window = truth.demand_window.astype(bool)
@@ -206,11 +222,13 @@ def settle_day(
         energy = np.clip(s + eta * c - fleet.soc_min_kwh, 0.0, None) * eta
         site_room = np.where(exports, np.inf, np.clip(load[:, t] + c, 0.0, None))
         d = np.clip(np.minimum.reduce([awarded[:, t], power, energy, site_room]), 0.0, None)
+        # energy for the day's later awards is kept (they are known before the day starts)
+        free = energy - d - hold[:, t]
         room = np.where(
             self_use,
             np.clip(
                 np.minimum.reduce(
-                    [power - d, energy - d, np.minimum(load[:, t] + c - d, load_pos[:, t])]
+                    [power - d, free, np.minimum(load[:, t] + c - d, load_pos[:, t])]
                 ),
                 0.0,
                 None,
@@ -218,12 +236,35 @@ def settle_day(
             0.0,
         )
         target = np.maximum(plan.billed_peak_kw, peak)
+        if window[:, t].any():
+            # the day so far against the plan's forecast: a day running high stays high
+            ratio = np.clip(
+                load_pos[:, : t + 1].sum(axis=1)
+                / np.maximum(np.clip(plan.load_forecast_kw[:, : t + 1], 0, None).sum(axis=1), 1e-9),
+                *FORECAST_RATIO_LIMITS,
+            )
+            level = sustainable_level(
+                load[:, t] + c,
+                np.where(
+                    window[:, t + 1 :],
+                    plan.load_forecast_kw[:, t + 1 :] * ratio[:, None] + plan.charge_kw[:, t + 1 :],
+                    0.0,
+                ),
+                room,
+                power,
+                free,
+            )
+            target = np.maximum(target, level)
         need = np.where(window[:, t], load[:, t] + c - target, 0.0)
         u_peak = np.clip(need, 0.0, room)
         spare = np.clip(s + eta * c - fleet.soc_min_kwh - plan.reserve_kwh[:, t], 0.0, None)
         u_rest = np.clip(
             np.minimum.reduce(
-                [plan.self_discharge_kw[:, t] - u_peak, spare * eta - d - u_peak, room - u_peak]
+                [
+                    plan.self_discharge_kw[:, t] - u_peak,
+                    spare * eta - d - hold[:, t] - u_peak,
+                    room - u_peak,
+                ]
             ),
             0.0,
             None,
@@ -256,6 +297,31 @@ def settle_day(
         month_peak_kw=peak,
     )
     return result, FleetState(s, truth.month, peak, idle_peak)
+
+
+def sustainable_level(
+    now_kw: np.ndarray,
+    later_kw: np.ndarray,
+    power_now_kw: np.ndarray,
+    power_kw: np.ndarray,
+    energy_kwh: np.ndarray,
+    iterations: int = 40,
+) -> np.ndarray:
+    """The lowest import level (B,) that ``energy_kwh`` (deliverable) can hold this hour
+    (site demand ``now_kw``, at most ``power_now_kw`` of discharge) and in the later hours
+    (``later_kw`` (B, K), at most ``power_kw`` each), by bisection."""
+    later = np.clip(later_kw, 0.0, None)
+    lo = np.zeros_like(now_kw)
+    hi = np.maximum(now_kw, later.max(axis=1, initial=0.0))
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        use = np.clip(now_kw - mid, 0.0, power_now_kw) + np.clip(
+            later - mid[:, None], 0.0, power_kw[:, None]
+        ).sum(axis=1)
+        enough = use <= energy_kwh
+        hi = np.where(enough, mid, hi)
+        lo = np.where(enough, lo, mid)
+    return hi
 
 
 def empty_curves(b: int, h: int, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
