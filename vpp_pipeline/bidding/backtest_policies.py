@@ -44,6 +44,9 @@ class PipelinePolicy:
         self.data, self.book, self.settings = data, book, settings
         self.conn = duckdb.connect()
         self.conn.execute("SET TimeZone = 'UTC'")
+        # one thread: parallel aggregation may sum in another order and change the last bits
+        # of a forecast, and the backtest is to be repeatable to the bit (the data are small)
+        self.conn.execute("SET threads = 1")
         stage_frame(self.conn, "stg_meters", data.meters)
         self.conn.execute("CREATE TABLE meters AS SELECT * FROM stg_meters")
         # every battery enrolled and bidding for the whole window: the backtest asks what
