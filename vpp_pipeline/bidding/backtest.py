@@ -112,10 +112,11 @@ def run_backtest(
     book: TariffBook | None = None,
     data: BacktestData | None = None,
     progress: Callable[[str], None] | None = None,
+    adaptive_level: bool = True,
 ) -> BacktestResult:
     """Backtest ``policies`` over the ``days`` trading days ending ``end`` (default
     yesterday) on the sandbox portfolio of ``seed``. Deterministic in (seed, days, end,
-    settings)."""
+    settings). ``adaptive_level``: see ``settlement.settle_day``."""
     started = time.perf_counter()
     settings = settings or BidSettings()
     book = book or load_tariffs()
@@ -154,12 +155,17 @@ def run_backtest(
                 else:
                     plan = actors[policy].decide(day)
                 t1 = time.perf_counter()
-                settled, after = settle_day(fleet, truth, plan, state[policy])
-                quiet, _ = settle_day(fleet, truth, plan, state[policy], with_awards=False)
+                settled, after = settle_day(
+                    fleet, truth, plan, state[policy], adaptive_level=adaptive_level
+                )
+                quiet, _ = settle_day(
+                    fleet, truth, plan, state[policy], with_awards=False,
+                    adaptive_level=adaptive_level,
+                )  # fmt: skip
                 settle_s += time.perf_counter() - t1
                 decide_s[policy] += t1 - t0
                 billed[policy][:, data.day_slices[day]] = settled.billed_import_kw
-                records.append(_day_rows(policy, day, data, plan, settled, quiet))
+                records.append(_day_rows(policy, day, data, plan, settled, quiet, truth))
                 state[policy] = after
             if progress:
                 progress(f"{index + 1}/{len(data.days)} {day.isoformat()}")
@@ -186,8 +192,11 @@ def run_backtest(
     )
 
 
-def _day_rows(policy, day, data, plan, settled, quiet) -> pl.DataFrame:
+def _day_rows(policy, day, data, plan, settled, quiet, truth) -> pl.DataFrame:
     raised = np.clip(settled.month_peak_kw - quiet.month_peak_kw, 0.0, None)
+    window = truth.demand_window
+    # hours the market paid more than the site's dearest TOU energy of the day
+    dear = truth.price_usd_per_kwh > truth.energy_usd_per_kwh.max(axis=1, keepdims=True)
     return pl.DataFrame(
         {
             "policy": policy,
@@ -199,6 +208,7 @@ def _day_rows(policy, day, data, plan, settled, quiet) -> pl.DataFrame:
             "delivered_kwh": settled.delivered_kw.sum(axis=1),
             "shortfall_kwh": settled.shortfall_kw.sum(axis=1),
             "market_revenue_usd": settled.market_revenue_usd,
+            "revenue_above_tou_usd": np.where(dear, settled.hourly_revenue_usd, 0.0).sum(axis=1),
             "energy_savings_usd": settled.energy_savings_usd,
             "demand_charge_usd": settled.demand_charge_usd,
             "idle_demand_charge_usd": settled.idle_demand_charge_usd,
@@ -209,6 +219,11 @@ def _day_rows(policy, day, data, plan, settled, quiet) -> pl.DataFrame:
             "month_peak_kw": settled.month_peak_kw,
             "award_raised_peak_kw": np.where(raised > RAISED_PEAK_TOLERANCE_KW, raised, 0.0),
             "end_soc_kwh": settled.soc_kwh[:, -1],
+            "window_load_kwh": np.where(window, truth.load_kw, 0.0).sum(axis=1),
+            "window_forecast_kwh": np.where(window, plan.load_forecast_kw, 0.0).sum(axis=1),
+            "window_abs_error_kwh": np.where(
+                window, np.abs(truth.load_kw - plan.load_forecast_kw), 0.0
+            ).sum(axis=1),
         }
     )
 
@@ -240,6 +255,10 @@ def _totals(rows, data, state, start, months) -> pl.DataFrame:
             pl.col("awarded_kwh").sum(),
             pl.col("delivered_kwh").sum(),
             pl.col("shortfall_kwh").sum(),
+            pl.col("revenue_above_tou_usd").sum(),
+            (pl.col("window_abs_error_kwh").sum() / pl.col("window_load_kwh").sum()).alias(
+                "window_load_error"
+            ),
             (pl.col("award_raised_peak_kw") > 0).sum().alias("days_awards_raised_peak"),
         )
         .join(

@@ -136,6 +136,7 @@ class DaySettlement:
     self_discharge_kw: np.ndarray
     soc_kwh: np.ndarray  # end of hour
     billed_import_kw: np.ndarray
+    hourly_revenue_usd: np.ndarray
     market_revenue_usd: np.ndarray
     energy_savings_usd: np.ndarray  # TOU: idle bill minus this bill
     demand_charge_usd: np.ndarray  # charge on what the day added to the month's peak
@@ -183,10 +184,13 @@ def settle_day(
     state: FleetState,
     *,
     with_awards: bool = True,
+    adaptive_level: bool = True,
 ) -> tuple[DaySettlement, FleetState]:
     """Run the site controller through one day and bill it; returns the day and the state
     after it (``state`` is not changed). ``with_awards=False`` settles the same plan as if
-    no curve had cleared (to see what the awards did)."""
+    no curve had cleared (to see what the awards did); ``adaptive_level=False`` holds only
+    the plan's billed peak and the month's running peak (a plain threshold controller, to
+    measure how much the results owe to the controller)."""
     b, h = truth.load_kw.shape
     eta = fleet.eta
     power = fleet.power_kw
@@ -236,7 +240,7 @@ def settle_day(
             0.0,
         )
         target = np.maximum(plan.billed_peak_kw, peak)
-        if window[:, t].any():
+        if adaptive_level and window[:, t].any():
             # the day so far against the plan's forecast: a day running high stays high
             ratio = np.clip(
                 load_pos[:, : t + 1].sum(axis=1)
@@ -279,6 +283,7 @@ def settle_day(
             out[key][:, t] = value
     tou = truth.energy_usd_per_kwh
     charge = fleet.demand_charge_usd_per_kw_month
+    revenue = pay_as_bid_usd(plan.curve_kw, plan.curve_usd_per_kwh, out["d"])
     result = DaySettlement(
         awarded_kw=awarded,
         delivered_kw=out["d"],
@@ -287,9 +292,8 @@ def settle_day(
         self_discharge_kw=out["u"],
         soc_kwh=out["s"],
         billed_import_kw=out["imp"],
-        market_revenue_usd=pay_as_bid_usd(plan.curve_kw, plan.curve_usd_per_kwh, out["d"]).sum(
-            axis=1
-        ),
+        hourly_revenue_usd=revenue,
+        market_revenue_usd=revenue.sum(axis=1),
         energy_savings_usd=(tou * (out["u"] - out["c"])).sum(axis=1),
         demand_charge_usd=charge * (peak - peak_before),
         idle_demand_charge_usd=charge * (idle_peak - idle_before),
