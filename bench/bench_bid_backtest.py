@@ -1,6 +1,6 @@
 """Benchmark: the bid backtest over N trading days for every CAISO battery, on several seeds.
 
-    flock /tmp/vpp-bench.lock .venv/bin/python bench/bench_bid_backtest.py \\
+    .venv/bin/python bench/bench_bid_backtest.py \\
         --days 30 --end 2026-12-01 --seeds 7,11,23,5 [--ablation]
 
 For each seed: the pipeline's policy, perfect foresight and the naive floor-price policy
