@@ -4,6 +4,7 @@ vpp sandbox [--port 8765] [--seed 7]   serve the Leap-compatible sandbox on 127.
 vpp demo [--seed 7]                    run the main job end to end on the embedded defaults
 vpp dev                                sandbox + `dagster dev` together; Ctrl-C stops both
                                        (creates the ops store first when there is none)
+vpp backtest-bids [--days 30] [--seed 7] settle past bids against the sandbox's truth
 
 A command that cannot use the ops store (missing, emptied, replaced, unreachable) exits with status 2
 and one line naming the reason code.
@@ -51,6 +52,48 @@ def _cmd_backfill_intervals(args: argparse.Namespace) -> int:
         print(f"error: start {start} is after end {end}", file=sys.stderr)
         return 2
     return backfill_intervals(start=start, end=end, fetch_api=not args.csv_only)
+
+
+def _cmd_backtest_bids(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from vpp_pipeline.bidding.backtest import POLICIES, run_backtest
+    from vpp_pipeline.bidding.backtest_report import report_text, write_outputs
+    from vpp_pipeline.bidding.fleet import BidSettings
+    from vpp_pipeline.bidding.offers import OFFER_MODES
+
+    if args.days < 1:
+        print("error: --days must be at least 1", file=sys.stderr)
+        return 2
+    if args.offer_mode not in OFFER_MODES:
+        print(f"error: --offer-mode must be one of {OFFER_MODES}", file=sys.stderr)
+        return 2
+    try:
+        end = date.fromisoformat(args.end) if args.end else None
+    except ValueError:
+        print(f"error: --end {args.end!r} is not a date (YYYY-MM-DD)", file=sys.stderr)
+        return 2
+    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+    unknown = sorted(set(policies) - set(POLICIES))
+    if unknown:
+        print(f"error: unknown policies {unknown}; choose from {POLICIES}", file=sys.stderr)
+        return 2
+    settings = BidSettings(peak_load_z=args.peak_load_z, offer_mode=args.offer_mode)
+
+    def progress(message: str) -> None:
+        print(f"\r  settling {message}", end="", file=sys.stderr, flush=True)
+
+    result = run_backtest(
+        args.seed, args.days, end, policies=policies, settings=settings, progress=progress
+    )
+    print(file=sys.stderr)
+    print(report_text(result))
+    write_outputs(
+        result,
+        Path(args.json) if args.json else None,
+        Path(args.csv) if args.csv else None,
+    )
+    return 0
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -181,6 +224,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--csv-only", action="store_true", help="rebuild from landed files only; no API fetch"
     )
     backfill.set_defaults(func=_cmd_backfill_intervals)
+
+    backtest = sub.add_parser(
+        "backtest-bids",
+        help="bid past trading days as the pipeline would have, settle against the sandbox",
+        description=(
+            "For each of the last --days trading days (ending --end) and every CAISO battery "
+            "of the sandbox portfolio (--seed), build the bids as the pipeline would have at "
+            "its decision time and settle them against the sandbox's truth, beside perfect "
+            "foresight and a naive floor-price policy. Deterministic in its arguments."
+        ),
+    )
+    backtest.add_argument("--days", type=int, default=30, help="trading days (default 30)")
+    backtest.add_argument("--seed", type=int, default=7, help="sandbox portfolio seed")
+    backtest.add_argument("--end", help="last trading day, YYYY-MM-DD (default: yesterday)")
+    backtest.add_argument(
+        "--policies", default="pipeline,perfect_foresight,naive", help="comma-separated"
+    )
+    backtest.add_argument(
+        "--peak-load-z",
+        type=float,
+        default=2.0,
+        help="like-day load spreads added when planning the peak (0 = the forecast alone)",
+    )
+    backtest.add_argument(
+        "--offer-mode", default="surplus", help="surplus (default) or headroom (first policy)"
+    )
+    backtest.add_argument("--json", help="write the report as JSON to this file")
+    backtest.add_argument("--csv", help="write every (policy, battery, day) row as CSV")
+    backtest.set_defaults(func=_cmd_backtest_bids)
 
     dev = sub.add_parser("dev", help="start the sandbox and `dagster dev` together")
     dev.add_argument("--port", type=int, default=3000, help="Dagster UI port")
