@@ -248,12 +248,19 @@ def _partition_dates(context) -> tuple[date, date]:
     return window.start.date(), (window.end - timedelta(days=1)).date()
 
 
-def _check(conn, sql: str, params: dict) -> tuple[int, str]:
+def _check(conn, sql: str, params: dict) -> tuple[int, str, list[str]]:
+    """Findings of a check query: count, a markdown preview and the meters concerned."""
     count = conn.execute(f"SELECT count(*) FROM ({sql})", params).fetchall()[0][0]
     if not count:
-        return 0, ""
+        return 0, "", []
+    meters = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT DISTINCT meter_id FROM ({sql}) ORDER BY meter_id", params
+        ).fetchall()
+    ]
     literal = sql.replace("$s", f"DATE '{params['s']}'").replace("$e", f"DATE '{params['e']}'")
-    return count, preview_markdown(conn, literal)
+    return count, preview_markdown(conn, literal), meters
 
 
 def _interval_check(name: str, description: str, sql: str, severity: dg.AssetCheckSeverity):
@@ -272,10 +279,13 @@ def _interval_check(name: str, description: str, sql: str, severity: dg.AssetChe
                 return dg.AssetCheckResult(
                     passed=False, metadata={"problem": "no interval_reads table"}
                 )
-            count, examples = _check(conn, sql, {"s": start, "e": end})
+            count, examples, meters = _check(conn, sql, {"s": start, "e": end})
         metadata = {"violations": count, "days": f"{start} .. {end}"}
         if examples:
             metadata["examples"] = dg.MetadataValue.md(examples)
+            # which meters: a known data gap (e.g. a site offline) is told apart from a new one
+            metadata["meters_with_findings"] = len(meters)
+            metadata["meter_ids"] = meters[:100]
         return dg.AssetCheckResult(passed=count == 0, severity=severity, metadata=metadata)
 
     return _run
