@@ -57,3 +57,26 @@ def make_resources(server, db_path) -> dict:
         ),
         "duckdb": duckdb_resource(db_path),
     }
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`vpp demo` end to end into a temporary folder (its own Dagster instance): the DuckDB
+    file, the published copy, the report and the demo's printed output. Shared by the data
+    dictionary, report and browser tests (~20 s once)."""
+    import io
+
+    from vpp_pipeline.demo import run_demo
+
+    folder = tmp_path_factory.mktemp("demo")
+    out = io.StringIO()
+    with dg.instance_for_test() as inst:
+        code = run_demo(seed=7, duckdb_path=folder / "vpp.duckdb", out=out, instance=inst)
+        yield {
+            "exit_code": code,
+            "output": out.getvalue(),
+            "duckdb_path": folder / "vpp.duckdb",
+            "published_path": folder / "published" / "vpp.duckdb",
+            "report_path": folder / "reports" / "performance_report.html",
+            "instance": inst,
+        }

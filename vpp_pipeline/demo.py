@@ -423,7 +423,13 @@ def served_counts(base_url: str, api_key: str) -> dict[str, int]:
     }
 
 
-def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sys.stdout) -> int:
+def run_demo(
+    *,
+    seed: int = 7,
+    duckdb_path: Path | None = None,
+    out: TextIO = sys.stdout,
+    instance: dg.DagsterInstance | None = None,
+) -> int:
     from vpp_pipeline.definitions import default_resources
     from vpp_pipeline.dispatch.resources import ops_store_resource
     from vpp_pipeline.sandbox import SandboxServer
@@ -444,7 +450,7 @@ def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sy
                 market_timezone=settings.market_timezone(),
             ),
         }
-        ctx = DemoContext(sandbox, resources, _instance(), db_path)
+        ctx = DemoContext(sandbox, resources, instance or _instance(), db_path)
         for number, stage in enumerate(STAGES, start=1):
             say(f"[{number}/{len(STAGES)}] {stage.name}: {stage.label} ...")
             outcome = run_stage(stage, ctx)

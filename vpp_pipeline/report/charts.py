@@ -104,7 +104,7 @@ def event_panels_chart(
         .mark_line(interpolate="step-after", strokeWidth=1.6)
         .encode(
             x=alt.X("x:Q", title="hours from event start"),
-            y=alt.Y("kw:Q", title="kW"),
+            y=alt.Y("kw:Q", title="kW", scale=alt.Scale(zero=False)),
             stroke=alt.Stroke(
                 "series:N",
                 scale=alt.Scale(domain=series, range=[LOAD_SERIES[s][0] for s in series]),

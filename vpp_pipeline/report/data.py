@@ -184,6 +184,22 @@ def event_load(
     ).pl()
 
 
+def close_steps(load: pl.DataFrame, step_h: float = 0.25) -> pl.DataFrame:
+    """Each series' last quarter hour drawn to its end: a step line of readings at interval
+    starts would otherwise stop where the last interval begins (and a one-interval series,
+    e.g. the baseline of a 5-minute event, would draw nothing)."""
+    if load.is_empty():
+        return load
+    ends = (
+        load.sort("hours_from_start")
+        .group_by("meter_event_id", "series", maintain_order=True)
+        .last()
+        .with_columns(pl.col("hours_from_start") + step_h)
+        .select(load.columns)
+    )
+    return pl.concat([load, ends]).sort("meter_event_id", "series", "hours_from_start")
+
+
 def baseline_accuracy(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
     """Per meter and method: RRMSE, bias and test days, with the company name."""
     if not table_exists(conn, "baseline_accuracy"):

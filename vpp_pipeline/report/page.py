@@ -242,15 +242,15 @@ class _Builder:
             rows = events.filter(pl.col("meter_id") == meter).to_dicts() if events.height else []
             order = {i: n for n, i in enumerate(referenced.get(meter, []))}
             plottable = [r for r in rows if r["status"] not in ("cancelled", "test")]
+            # the events the flag names, then the rest; most recent first within each
             plottable.sort(
-                key=lambda r: (
-                    order.get(r["meter_event_id"], len(order)),
-                    -r["event_start"].timestamp(),
-                )
+                key=lambda r: (r["meter_event_id"] not in order, -r["event_start"].timestamp())
             )
             chosen[meter] = plottable[:per_meter]
         ids = [r["meter_event_id"] for rows in chosen.values() for r in rows]
-        load = data.event_load(self.conn, ids, self.options.hours_before, self.options.hours_after)
+        load = data.close_steps(
+            data.event_load(self.conn, ids, self.options.hours_before, self.options.hours_after)
+        )
         out = []
         for flag in flags.iter_rows(named=True):
             meter = flag["meter_id"]
