@@ -352,27 +352,66 @@ def _deliberate_gap_meters(ctx: DemoContext) -> set[str]:
 
 def explain_warning(ctx: DemoContext, evaluation) -> str:
     """One line for a warning check: what it found and whether the sandbox meant it (its gap
-    meters miss days, hours and event windows on purpose) or not."""
+    meters miss days, hours and event windows on purpose; its readings stop at its clock, the
+    UTC midnight, so the last local day is still arriving) or not."""
     name = evaluation.asset_check_key.name
     meta = evaluation.metadata
     found = meta["violations"].value if "violations" in meta else None
     meters = list(meta["meter_ids"].value) if "meter_ids" in meta else None
     text = f"check {name}: {found if found is not None else '?'} finding(s)"
-    if meters is None:
-        return f"warning: {text}; see the check in the UI"
+    if meters is None or ctx.sandbox is None:
+        names = meter_names(ctx.duckdb_path) if meters else {}
+        who = ", ".join(labelled(m, names) for m in (meters or [])[:4])
+        return f"warning: {text}{' on ' + who if who else ''}; see the check in the UI"
     deliberate = _deliberate_gap_meters(ctx)
     names = meter_names(ctx.duckdb_path)
-    who = ", ".join(labelled(m, names) for m in meters[:4]) + (" ..." if len(meters) > 4 else "")
-    if deliberate and set(meters) <= deliberate:
-        return (
-            f"expected: {text}, all on the sandbox's {len(deliberate)} meter(s) with deliberately "
-            f"missing data: {who}"
+    findings = [(m, None) for m in meters]
+    arriving_day = None
+    if name == "interval_reads_complete_days" and ctx.sandbox is not None:
+        findings, arriving_day = _incomplete_days(ctx)
+    gap_findings = [f for f in findings if f[0] in deliberate]
+    arriving = [
+        f
+        for f in findings
+        if arriving_day is not None and f[0] not in deliberate and f[1] == arriving_day
+    ]
+    unexpected = [f for f in findings if f not in gap_findings and f not in arriving]
+    parts = []
+    if gap_findings:
+        gap_meters = sorted({m for m, _ in gap_findings})
+        parts.append(
+            f"{len(gap_findings)} on the sandbox's meter(s) with deliberately missing data ("
+            + ", ".join(labelled(m, names) for m in gap_meters)
+            + ")"
         )
-    unexpected = sorted(set(meters) - deliberate)
-    return (
-        f"warning: {text} on {len(meters)} meter(s), {len(unexpected)} not among the sandbox's "
-        f"deliberate gaps: " + ", ".join(labelled(m, names) for m in unexpected[:4])
-    )
+    if arriving:
+        parts.append(
+            f"{len(arriving)} on {arriving_day}, still arriving (the sandbox serves readings "
+            f"up to {ctx.sandbox.portfolio.anchor:%Y-%m-%d %H:%M} UTC)"
+        )
+    if not unexpected:
+        return f"expected: {text}: " + "; ".join(parts)
+    who = ", ".join(labelled(m, names) for m in sorted({m for m, _ in unexpected})[:4])
+    return f"warning: {text}, {len(unexpected)} not explained by the sandbox's design: {who}"
+
+
+def _incomplete_days(ctx: DemoContext) -> tuple[list[tuple[str, object]], object]:
+    """Incomplete (meter, local day) pairs of the loaded days, and the local day that was
+    still arriving when the sandbox's readings stopped (its anchor), if any."""
+    import duckdb
+
+    from assets.analyze_intervals import COMPLETE_DAYS_SQL
+
+    start, end = _interval_range(ctx)
+    anchor = ctx.sandbox.portfolio.anchor
+    arriving = anchor.astimezone(ZoneInfo(settings.market_timezone()))
+    arriving_day = arriving.date() if arriving.time() != datetime.min.time() else None
+    with duckdb.connect(str(ctx.duckdb_path), read_only=True) as conn:
+        conn.execute("SET VARIABLE market_tz = $tz", {"tz": settings.market_timezone()})
+        rows = conn.execute(
+            COMPLETE_DAYS_SQL, {"s": date.fromisoformat(start), "e": date.fromisoformat(end)}
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows], arriving_day
 
 
 def run_stage(stage: Stage, ctx: DemoContext) -> StageOutcome:
