@@ -379,8 +379,13 @@ def explain_warning(ctx: DemoContext, evaluation) -> str:
     parts = []
     if gap_findings:
         gap_meters = sorted({m for m, _ in gap_findings})
+        on = (
+            f"{len(gap_findings)} on"
+            if any(d is not None for _, d in gap_findings)
+            else f"{'all' if not unexpected and not arriving else 'some'} on"
+        )
         parts.append(
-            f"{len(gap_findings)} on the sandbox's meter(s) with deliberately missing data ("
+            f"{on} the sandbox's meter(s) with deliberately missing data ("
             + ", ".join(labelled(m, names) for m in gap_meters)
             + ")"
         )
