@@ -42,7 +42,7 @@ class DispatchInboxRange(dg.Config):
 
 
 @dg.op(
-    description="Apply new inbox rows (GUIDE section 5), deliver the site commands, and re-send the "
+    description="Apply new inbox rows (docs/dispatch.md), deliver the site commands, and re-send the "
     "commands still owed (failed or stranded)."
 )
 def process_dispatch_inbox(

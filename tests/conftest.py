@@ -6,6 +6,10 @@ import os
 import uuid
 from urllib.parse import urlsplit, urlunsplit
 
+# Tests replay fixed historical days (DST days of 2026, ...): their partitions must exist
+# whatever today is, so the suite does not use the rolling default start.
+os.environ.setdefault("VPP_INTERVAL_PARTITIONS_START", "2025-01-01")
+
 import dagster as dg
 import pytest
 
@@ -191,3 +195,26 @@ def pytest_terminal_summary(terminalreporter):
     if _postgres_skip_reason:
         line += f" - skipped because {_postgres_skip_reason[0]}"
     terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`vpp demo` end to end into a temporary folder (its own Dagster instance): the DuckDB
+    file, the published copy, the report and the demo's printed output. Shared by the data
+    dictionary, report and browser tests (~20 s once)."""
+    import io
+
+    from vpp_pipeline.demo import run_demo
+
+    folder = tmp_path_factory.mktemp("demo")
+    out = io.StringIO()
+    with dg.instance_for_test() as inst:
+        code = run_demo(seed=7, duckdb_path=folder / "vpp.duckdb", out=out, instance=inst)
+        yield {
+            "exit_code": code,
+            "output": out.getvalue(),
+            "duckdb_path": folder / "vpp.duckdb",
+            "published_path": folder / "published" / "vpp.duckdb",
+            "report_path": folder / "reports" / "performance_report.html",
+            "instance": inst,
+        }

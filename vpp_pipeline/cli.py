@@ -5,6 +5,9 @@ vpp demo [--seed 7]                    run the main job end to end on the embedd
 vpp dev                                sandbox + `dagster dev` together; Ctrl-C stops both
                                        (creates the ops store first when there is none)
 vpp backtest-bids [--days 30] [--seed 7] settle past bids against the sandbox's truth
+vpp report [--open]                    print the performance report's path (and open it)
+vpp sql ["SELECT ..."]                 query the analysts' read-only copy (no query: a prompt)
+vpp data-dictionary [--write]          print (or write docs/data-dictionary.md) from sql/*.yml
 
 A command that cannot use the ops store (missing, emptied, replaced, unreachable) exits with status 2
 and one line naming the reason code.
@@ -93,6 +96,86 @@ def _cmd_backtest_bids(args: argparse.Namespace) -> int:
         Path(args.json) if args.json else None,
         Path(args.csv) if args.csv else None,
     )
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from vpp_pipeline.report import report_path
+
+    path = report_path().resolve()
+    if not path.exists():
+        print(
+            f"error: no report at {path} yet: run `make demo`, or materialize performance_report "
+            "in the Dagster UI (VPP_REPORT_DIR / VPP_DUCKDB_PATH decide where it is written)",
+            file=sys.stderr,
+        )
+        return 1
+    print(path)
+    if args.open:
+        import webbrowser
+
+        if not webbrowser.open(path.as_uri()):
+            print("note: no browser could be started here; open the path above", file=sys.stderr)
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    """Query the published read-only copy (never the pipeline's file: no lock meets a run)."""
+    from vpp_pipeline.publish import PublishError, open_published
+
+    path = Path(args.database) if args.database else settings.published_duckdb_path()
+    try:
+        conn = open_published(path)
+    except PublishError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    queries = [args.query] if args.query else None
+    with conn:
+        if queries is None:
+            interactive = sys.stdin.isatty()
+            if interactive:
+                print(f"{path} (read-only). End statements with ';'. Ctrl-D quits.")
+            queries = _read_statements(sys.stdin, prompt="vpp> " if interactive else "")
+        status = 0
+        for query in queries:
+            try:
+                for statement in conn.extract_statements(query):
+                    relation = conn.sql(statement.query)
+                    if relation is not None:
+                        relation.show(max_rows=args.max_rows, max_width=200)
+            except Exception as exc:  # an analyst's typo: say it, keep the session
+                print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+                status = 1
+    return status
+
+
+def _read_statements(stream, prompt: str):
+    buffer = ""
+    while True:
+        if prompt:
+            print(prompt if not buffer else "...> ", end="", flush=True)
+        line = stream.readline()
+        if not line:
+            break
+        buffer += line
+        if buffer.strip().endswith(";"):
+            yield buffer.strip().rstrip(";")
+            buffer = ""
+    if buffer.strip():
+        yield buffer.strip().rstrip(";")
+
+
+def _cmd_data_dictionary(args: argparse.Namespace) -> int:
+    from vpp_pipeline.data_dictionary import render_markdown
+
+    text = render_markdown()
+    if args.write:
+        target = Path(args.write)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        print(f"wrote {target}")
+    else:
+        print(text, end="")
     return 0
 
 
@@ -260,6 +343,31 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--seed", type=int, default=7)
     dev.add_argument("--site-controller-port", type=int, default=8790)
     dev.set_defaults(func=_cmd_dev)
+
+    report = sub.add_parser("report", help="print the performance report's path (--open opens it)")
+    report.add_argument("--open", action="store_true", help="open it in the default browser")
+    report.set_defaults(func=_cmd_report)
+
+    sql = sub.add_parser(
+        "sql", help="query the analysts' read-only copy of the DuckDB file (no query: a prompt)"
+    )
+    sql.add_argument("query", nargs="?", help="one SQL statement (default: read from stdin)")
+    sql.add_argument(
+        "--database", help="DuckDB file (default: VPP_PUBLISHED_DUCKDB_PATH, data/published/...)"
+    )
+    sql.add_argument("--max-rows", type=int, default=40)
+    sql.set_defaults(func=_cmd_sql)
+
+    dictionary = sub.add_parser(
+        "data-dictionary", help="the data dictionary from sql/*.yml as markdown"
+    )
+    dictionary.add_argument(
+        "--write",
+        nargs="?",
+        const="docs/data-dictionary.md",
+        help="write it to a file (default docs/data-dictionary.md) instead of printing",
+    )
+    dictionary.set_defaults(func=_cmd_data_dictionary)
 
     from vpp_pipeline.dispatch.cli import add_dispatch_commands  # receiver, site-controller, ...
 

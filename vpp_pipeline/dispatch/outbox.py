@@ -1,4 +1,4 @@
-"""The outbox: site commands on their way to the site controllers (GUIDE sections 5 and 7).
+"""The outbox: site commands on their way to the site controllers (docs/dispatch.md, docs/site-controller.md).
 
 :func:`deliver_actions` sends planned commands (PUT/DELETE) and records every attempt. A command can still
 end up not delivered:

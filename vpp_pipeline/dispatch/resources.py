@@ -32,7 +32,7 @@ class OpsStoreResource(dg.ConfigurableResource):
 
 
 class SiteControllerResource(dg.ConfigurableResource):
-    """The site controllers' HTTP API (GUIDE section 7); ``token`` is a Bearer token (``dg.EnvVar``).
+    """The site controllers' HTTP API (docs/site-controller.md); ``token`` is a Bearer token (``dg.EnvVar``).
 
     ``timeout_s``, ``max_attempts`` and ``backoff_*_s`` shape one delivery; ``retry_*_s`` when an
     undelivered command is re-sent by a later run (see ``vpp_pipeline.dispatch.outbox.RetryPolicy``)."""
