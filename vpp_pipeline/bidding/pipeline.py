@@ -352,6 +352,9 @@ def build_bid_inputs(
     soc[~solve] = problem.initial_soc_kwh[~solve, None]
     peak = np.zeros(len(meter_ids))
     peak[solve] = plan.billed_peak_kw
+    # NULL where nothing extra is offered (inf) and for batteries that were not planned
+    extra_price = np.full(zeros.shape, np.nan)
+    extra_price[solve] = np.where(np.isfinite(offer_price), offer_price, np.nan)
     stg = frame.select(
         pl.lit(day).alias("trading_day"),
         "meter_id",
@@ -381,11 +384,7 @@ def build_bid_inputs(
         pl.Series("peak_reserve_kwh", full(plan.peak_reserve_kwh).ravel()),
         pl.Series("available_kw", full(offered).ravel()),
         pl.Series("opportunity_cost_usd_per_kwh", full(plan.opportunity_cost_usd_per_kwh).ravel()),
-        pl.Series(
-            "offer_price_usd_per_kwh",
-            np.where(np.isfinite(full(offer_price)), full(offer_price), np.nan).ravel(),
-            nan_to_null=True,
-        ),
+        pl.Series("offer_price_usd_per_kwh", extra_price.ravel(), nan_to_null=True),
         pl.lit(datetime.now(UTC)).alias("computed_at"),
     )
     stage_frame(conn, "stg_bid_inputs", stg)
