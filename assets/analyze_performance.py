@@ -103,8 +103,8 @@ def dispatch_events(
 )
 def baselines(context: dg.AssetExecutionContext, duckdb: DuckDBResource) -> dg.MaterializeResult:
     """Per meter event and quarter hour of its window (UTC): baseline method, eligible
-    market-local days, unadjusted and adjusted baseline kWh and the adjustment (GUIDE
-    section 5). Whole table rebuilt in SQL (sql/baselines.sql and its helper models)."""
+    market-local days, unadjusted and adjusted baseline kWh and the adjustment
+    (docs/methodology.md). Whole table rebuilt in SQL (sql/baselines.sql and its helper models)."""
     config = measurement_config.load_measurement_config()
     with duckdb.get_connection() as conn:
         models.build_baselines(conn, config)
@@ -134,7 +134,7 @@ def event_performance(
 ) -> dg.MaterializeResult:
     """Per meter event: baseline, actual and delivered kWh, delivered kW, performance factor
     (delivered kW / committed kW), data completeness and status (scored, insufficient_data,
-    pending_data, cancelled, test), with the compensation caps of GUIDE section 5."""
+    pending_data, cancelled, test), with the compensation caps of docs/methodology.md."""
     config = measurement_config.load_measurement_config()
     with duckdb.get_connection() as conn:
         models.build_event_performance(conn, config, _now())

@@ -1,6 +1,6 @@
 """Dispatch: the inbox and retry sensors, the dispatch job, the reconciliation schedule, the DuckDB mirror.
 
-The sensors and both jobs touch only the ops store (SQLite) and HTTP APIs: no DuckDB, no ``duckdb`` pool,
+The sensors and both jobs touch only the ops store (SQLite or PostgreSQL) and HTTP APIs: no DuckDB, no ``duckdb`` pool,
 so no analytics run can delay a dispatch. Every dispatch_job and reconciliation run also re-sends the site
 commands that are still owed (failed after retries, or stranded by a crashed run; ``dispatch.outbox``), and
 ``dispatch_retry_sensor`` requests a run for them as soon as one is due, so a failed command never waits for
@@ -14,6 +14,7 @@ import dagster as dg
 from dagster_duckdb import DuckDBResource
 
 from vpp_pipeline.dispatch import mirror
+from vpp_pipeline.dispatch.inbox_cursor import InboxCursor, start_after
 from vpp_pipeline.dispatch.outbox import find_undelivered, retry_run_key
 from vpp_pipeline.dispatch.processing import (
     leap_site_fetcher,
@@ -29,17 +30,19 @@ from vpp_pipeline.warehouse import preview_markdown, row_count, run_models, stag
 class DispatchInboxRange(dg.Config):
     """Inbox rows ``(after, up_to]`` to apply (ids from the ops store's ``inbox``; ``up_to`` 0 = all).
 
+    ``store_id``: the store the ids belong to (set by the sensor; another store fails the run).
     ``apply_inbox: false`` makes a retry-only run; ``retry_outstanding: false`` skips re-sending the
     commands still owed to site controllers."""
 
     after: int = 0
     up_to: int = 0
+    store_id: str = ""
     apply_inbox: bool = True
     retry_outstanding: bool = True
 
 
 @dg.op(
-    description="Apply new inbox rows (GUIDE section 5), deliver the site commands, and re-send the "
+    description="Apply new inbox rows (docs/dispatch.md), deliver the site commands, and re-send the "
     "commands still owed (failed or stranded)."
 )
 def process_dispatch_inbox(
@@ -49,7 +52,12 @@ def process_dispatch_inbox(
     site_controller: SiteControllerResource,
     leap: LeapResource,
 ) -> dict:
-    store = ops_store.store()
+    store = ops_store.store()  # checked: a missing, emptied or replaced store fails the run here
+    if config.store_id and config.store_id != store.store_id:
+        raise dg.Failure(
+            description=f"OPS_STORE_REPLACED: this run was requested for store {config.store_id};"
+            f" {store.display} holds store {store.store_id} (the sensor requests the new store's rows)"
+        )
     policy = site_controller.retry_policy() if config.retry_outstanding else None
     with site_controller.client() as client, leap.client() as leap_client:
         if config.apply_inbox:
@@ -84,36 +92,47 @@ def dispatch_job():
     process_dispatch_inbox()
 
 
+# The sensors and the schedule name their job (not the object), so a deployment can give the ops-path
+# jobs another executor (``build_definitions(ops_executor=...)``) without a second job of the same name.
 @dg.sensor(
-    job=dispatch_job,
+    job_name=dispatch_job.name,
     minimum_interval_seconds=5,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests a dispatch_job run for inbox rows after the cursor (the last requested id).",
+    description="Requests a dispatch_job run for inbox rows after the cursor (the store's id and the "
+    "last requested inbox id; another store's cursor is not followed).",
 )
 def dispatch_inbox_sensor(context: dg.SensorEvaluationContext, ops_store: OpsStoreResource):
-    after = int(context.cursor or 0)
-    pending = ops_store.store().pending_inbox_ids(after)
+    store = ops_store.store()  # a missing, emptied or not-initialized store is an error here
+    cursor = InboxCursor.parse(context.cursor)
+    after, reason = start_after(cursor, store)
+    if reason is not None:
+        context.log.warning(reason)
+    pending = store.pending_inbox_ids(after)
     if not pending:
-        return dg.SkipReason(f"no unprocessed inbox rows after id {after}")
+        return dg.SensorResult(
+            skip_reason=f"no unprocessed inbox rows after id {after} in store {store.store_id}",
+            cursor=InboxCursor(store.store_id, after).text(),
+        )
     first, last = pending[0], pending[-1]
+    config = {"after": first - 1, "up_to": last, "store_id": store.store_id}
     return dg.SensorResult(
         run_requests=[
             dg.RunRequest(
-                run_key=f"dispatch-inbox-{first}-{last}",
-                run_config={
-                    "ops": {
-                        "process_dispatch_inbox": {"config": {"after": first - 1, "up_to": last}}
-                    }
+                run_key=f"dispatch-inbox-{store.store_id}-{first}-{last}",
+                run_config={"ops": {"process_dispatch_inbox": {"config": config}}},
+                tags={
+                    "vpp/inbox_first": str(first),
+                    "vpp/inbox_last": str(last),
+                    "vpp/ops_store_id": store.store_id,
                 },
-                tags={"vpp/inbox_first": str(first), "vpp/inbox_last": str(last)},
             )
         ],
-        cursor=str(last),
+        cursor=InboxCursor(store.store_id, last).text(),
     )
 
 
 @dg.sensor(
-    job=dispatch_job,
+    job_name=dispatch_job.name,
     minimum_interval_seconds=10,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Requests a retry-only dispatch_job run when a site command is still owed to a site "
@@ -124,7 +143,7 @@ def dispatch_retry_sensor(
     ops_store: OpsStoreResource,
     site_controller: SiteControllerResource,
 ):
-    # one small SQLite query: the undelivered commands (a partial index keeps it cheap)
+    # one small query: the undelivered commands (a partial index keeps it cheap)
     now = datetime.now(UTC)
     undelivered = find_undelivered(ops_store.store(), now, site_controller.retry_policy())
     due = [c for c in undelivered if c.is_due(now)]
@@ -194,7 +213,7 @@ def dispatch_reconciliation_job():
 
 
 dispatch_reconciliation_schedule = dg.ScheduleDefinition(
-    job=dispatch_reconciliation_job,
+    job_name=dispatch_reconciliation_job.name,
     cron_schedule="*/5 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
@@ -240,5 +259,8 @@ def dispatch_history(ops_store: OpsStoreResource, duckdb: DuckDBResource):
 
 
 JOBS = [dispatch_job, dispatch_reconciliation_job]
+#: The jobs of the ops path: no DuckDB, no local file, all state in the ops store, so they may run
+#: under any executor (see ``vpp_pipeline.definitions.build_definitions``).
+OPS_JOBS = [dispatch_job.name, dispatch_reconciliation_job.name]
 SCHEDULES = [dispatch_reconciliation_schedule]
 SENSORS = [dispatch_inbox_sensor, dispatch_retry_sensor]

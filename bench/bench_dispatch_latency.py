@@ -120,6 +120,7 @@ def main() -> int:
             "VPP_DUCKDB_PATH": str(Path(tmp) / "vpp.duckdb"),
         }
         vpp = [sys.executable, "-m", "vpp_pipeline.cli"]
+        subprocess.run([*vpp, "ops-init"], env=env, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
         logs = open(Path(tmp) / "dagster.log", "w")  # noqa: SIM115
         try:
             for cmd in (

@@ -1,9 +1,13 @@
-"""Receiver throughput and ack latency at a sustained load, next to a bare uvicorn endpoint.
+"""Receiver throughput and ack latency at a sustained load, on each ops-store backend, next to a bare
+uvicorn endpoint, in one run.
 
-    .venv/bin/python bench/bench_receiver.py [--rate 500] [--seconds 10] [--concurrency 64]
+    .venv/bin/python bench/bench_receiver.py [--rate 500] [--seconds 10]
+        [--concurrency 64] [--postgres-url postgresql://postgres@127.0.0.1:5432/postgres]
 
-Both servers run as their own processes (``vpp receiver`` with a fresh SQLite ops store; a bare Starlette
-endpoint that returns 200 without reading the body) under uvicorn on 127.0.0.1. The load generator is an
+Every server runs as its own process under uvicorn on 127.0.0.1: a bare Starlette endpoint that returns
+200 without reading the body, ``vpp receiver`` on a fresh SQLite ops store, and ``vpp receiver`` on a
+fresh PostgreSQL ops store (a temporary database on the server at ``--postgres-url``, dropped after; skipped
+with a note when no server answers). The load generator is an
 open loop: request i is sent at t0 + i/rate whatever the previous ones did, each with a realistic Leap
 notification (~0.6 kB, unique event id), and the ack latency is measured from the scheduled send time
 (so queueing in the client counts against the server, not hidden). Then a closed loop with
@@ -26,6 +30,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -62,10 +67,18 @@ def body(i: int) -> bytes:
     return json.dumps(payload).encode()
 
 
-def start(kind: str, port: int, db: Path) -> subprocess.Popen:
-    env = {**os.environ, "VPP_OPS_DB_PATH": str(db), "VPP_WEBHOOK_API_KEY": KEY}
+def start(kind: str, port: int, location: str) -> subprocess.Popen:
+    env = {**os.environ, "VPP_WEBHOOK_API_KEY": KEY}
     env.pop("VPP_WEBHOOK_SIGNING_SECRET", None)
-    if kind == "receiver":
+    env.pop("VPP_OPS_DB_URL", None)
+    if kind == "receiver_postgres":
+        env["VPP_OPS_DB_URL"] = location
+    else:
+        env["VPP_OPS_DB_PATH"] = location
+    if kind.startswith("receiver"):
+        from vpp_pipeline.ops import OpsStore
+
+        OpsStore.initialize(location)
         cmd = [sys.executable, "-m", "vpp_pipeline.cli", "receiver", "--port", str(port)]
     else:
         cmd = [sys.executable, __file__, "--serve-bare", str(port)]
@@ -210,6 +223,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=500)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--serve-bare", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare is not None:
@@ -219,10 +233,17 @@ def main() -> int:
                     access_log=False, backlog=2048)  # fmt: skip
         return 0
     results = {"cores": os.cpu_count()}
+    pg_database = _create_database(args.postgres_url)
+    if pg_database is None:
+        results["receiver_postgres"] = f"skipped: no PostgreSQL server at {args.postgres_url}"
+    kinds = ["bare_uvicorn", "receiver_sqlite"] + (["receiver_postgres"] if pg_database else [])
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in ("bare_uvicorn", "receiver"):
+        for kind in kinds:
             port = _free_port()
-            proc = start(kind, port, Path(tmp) / f"{kind}.sqlite")
+            location = (
+                pg_database if kind == "receiver_postgres" else str(Path(tmp) / f"{kind}.sqlite")
+            )
+            proc = start(kind, port, location)
             url = f"http://127.0.0.1:{port}/leap/dispatch"
             try:
                 asyncio.run(open_loop(url, 100, 1))  # warm up
@@ -233,13 +254,39 @@ def main() -> int:
             finally:
                 proc.send_signal(signal.SIGINT)
                 proc.wait(timeout=10)
-            if kind == "receiver":
+            if kind.startswith("receiver"):
                 from vpp_pipeline.ops import OpsStore
 
-                stored = OpsStore(Path(tmp) / f"{kind}.sqlite").max_inbox_id()
-                results[kind]["inbox_rows"] = stored
+                results[kind]["inbox_rows"] = OpsStore(location).max_inbox_id()
+    if pg_database:
+        _drop_database(args.postgres_url, pg_database)
     print(json.dumps(results, indent=2))
     return 0
+
+
+def _create_database(admin_url: str) -> str | None:
+    """A new database on the server (its URL), or None when the server cannot be reached."""
+    import psycopg
+
+    name = f"vpp_bench_receiver_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(admin_url, autocommit=True, connect_timeout=3) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError:
+        return None
+    parts = urlsplit(admin_url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _drop_database(admin_url: str, url: str) -> None:
+    import psycopg
+
+    from vpp_pipeline.ops.postgres_backend import close_pools
+
+    close_pools()
+    name = urlsplit(url).path.lstrip("/")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

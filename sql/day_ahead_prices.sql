@@ -10,7 +10,14 @@
 -- A zone whose prices for the day are not out yet gets a forecast (source = 'forecast'):
 -- for each local hour of day, the mean LMP of that hour over the `like_days` most recent
 -- like days (weekday vs weekend) with actual prices since history_start (staged actuals
--- and actuals already stored here). Idempotent: the day's rows are replaced.
+-- and actuals already stored here).
+--
+-- How high the hour may clear, for pricing offers in a pay-as-bid auction: over every history
+-- day at the same local hour and the hours either side (all day types pooled; evening spikes
+-- are rare, pooling gives the tail enough days), price_samples realised prices, their median
+-- and upper quartile (price_p50/p75_usd_per_kwh) and the 8 highest (price_tail_usd_per_kwh,
+-- descending: the k-th is reached with probability about k / (samples + 1)). For a published
+-- day they all equal the price. Idempotent: the day's rows are replaced.
 
 CREATE TABLE IF NOT EXISTS day_ahead_prices (
     trading_day DATE,
@@ -25,10 +32,19 @@ CREATE TABLE IF NOT EXISTS day_ahead_prices (
     forecast_days INTEGER,
     loaded_at TIMESTAMPTZ
 );
+-- added after the first release (a file built by an older version gains them)
+ALTER TABLE day_ahead_prices ADD COLUMN IF NOT EXISTS price_p50_usd_per_kwh DOUBLE;
+ALTER TABLE day_ahead_prices ADD COLUMN IF NOT EXISTS price_p75_usd_per_kwh DOUBLE;
+ALTER TABLE day_ahead_prices ADD COLUMN IF NOT EXISTS price_tail_usd_per_kwh DOUBLE[];
+ALTER TABLE day_ahead_prices ADD COLUMN IF NOT EXISTS price_samples INTEGER;
 
 DELETE FROM day_ahead_prices WHERE trading_day = getvariable('trading_day');
 
-INSERT INTO day_ahead_prices
+INSERT INTO day_ahead_prices (
+    trading_day, load_zone, opr_hr, hour_start, hour_end, lmp_usd_per_mwh, price_usd_per_kwh,
+    source, source_file, forecast_days, loaded_at, price_p50_usd_per_kwh,
+    price_p75_usd_per_kwh, price_tail_usd_per_kwh, price_samples
+)
 WITH hours AS (
     SELECT
         h.hour_start,
@@ -73,6 +89,20 @@ profile AS (
     WHERE d.recency <= getvariable('like_days')
     GROUP BY ALL
 ),
+tail AS (
+    -- every history day, this local hour and its two neighbours (evening spikes are rare:
+    -- pooling gives the upper quantiles enough days)
+    SELECT h.load_zone, l.local_hour,
+           quantile_cont(h.lmp_usd_per_mwh, 0.50) / 1000.0 AS p50,
+           quantile_cont(h.lmp_usd_per_mwh, 0.75) / 1000.0 AS p75,
+           list_transform(max(h.lmp_usd_per_mwh, 8), lambda x: x / 1000.0) AS tail,
+           count(*)::INTEGER AS samples
+    FROM history h
+    JOIN (SELECT DISTINCT local_hour FROM hours) l
+      ON (hour(timezone(getvariable('market_tz'), h.hour_start)) - l.local_hour + 24) % 24
+         IN (0, 1, 23)
+    GROUP BY ALL
+),
 forecast AS (
     SELECT z.load_zone, hours.*, p.lmp_usd_per_mwh, p.days
     FROM stg_price_zones z
@@ -83,9 +113,12 @@ forecast AS (
     WHERE z.load_zone NOT IN (SELECT load_zone FROM actual)
 )
 SELECT getvariable('trading_day'), load_zone, opr_hr, hour_start, hour_end, lmp_usd_per_mwh,
-       lmp_usd_per_mwh / 1000.0, source, source_file, NULL::INTEGER, now()
+       lmp_usd_per_mwh / 1000.0, source, source_file, NULL::INTEGER, now(),
+       lmp_usd_per_mwh / 1000.0, lmp_usd_per_mwh / 1000.0, [lmp_usd_per_mwh / 1000.0], 1
 FROM actual
 UNION ALL
-SELECT getvariable('trading_day'), load_zone, opr_hr, hour_start, hour_end, lmp_usd_per_mwh,
-       lmp_usd_per_mwh / 1000.0, 'forecast', NULL, days, now()
-FROM forecast;
+SELECT getvariable('trading_day'), f.load_zone, f.opr_hr, f.hour_start, f.hour_end,
+       f.lmp_usd_per_mwh, f.lmp_usd_per_mwh / 1000.0, 'forecast', NULL, f.days, now(),
+       t.p50, t.p75, t.tail, t.samples
+FROM forecast f
+LEFT JOIN tail t ON t.load_zone = f.load_zone AND t.local_hour = f.local_hour;

@@ -13,7 +13,13 @@
 -- window yet and less than pending_grace_days since its end), 'insufficient_data' (too few
 -- baseline days), otherwise 'scored'. Figures other than actuals are NULL unless scored.
 --
--- Inputs: dispatch_events, baselines, measurement_parameters, variable now (TIMESTAMPTZ).
+-- For analysts: program_identifier = the event's first program (the one its parameters come
+-- from); event_name = Leap's name of the program event (leap_event_names); meter_timezone =
+-- the meter's market zone (its transmission region; default_timezone when unknown), and
+-- event_local_start / event_local_date = the start as wall-clock time / date there.
+--
+-- Inputs: dispatch_events, baselines, meters, measurement_parameters, market_timezones,
+-- leap_event_names, variables now (TIMESTAMPTZ), default_timezone.
 
 CREATE OR REPLACE TABLE event_performance AS
 WITH params AS (SELECT * FROM measurement_parameters),
@@ -21,12 +27,24 @@ events AS (
     SELECT
         e.*,
         p.pending_grace_days,
-        epoch(e.end_time - e.start_time) / 3600.0 AS event_hours
+        epoch(e.end_time - e.start_time) / 3600.0 AS event_hours,
+        coalesce(tz.timezone, getvariable('default_timezone')) AS meter_timezone,
+        coalesce(
+            exact.event_name,
+            coalesce(prefix.event_name, e.programs[1]) || ' ' || array_to_string(e.dispatch_event_types, '+')
+        ) AS event_name
     FROM dispatch_events e
     JOIN params p ON p.program_identifier = CASE
         WHEN e.programs[1] IN (SELECT program_identifier FROM params) THEN e.programs[1]
         ELSE '*'
     END
+    LEFT JOIN (SELECT DISTINCT meter_id, transmission_region FROM meters) m USING (meter_id)
+    LEFT JOIN market_timezones tz ON tz.transmission_region = m.transmission_region
+    LEFT JOIN leap_event_names exact
+        ON exact.program_identifier = e.programs[1]
+        AND exact.dispatch_event_types = list_sort(e.dispatch_event_types)
+    LEFT JOIN leap_event_names prefix
+        ON prefix.program_identifier = e.programs[1] AND prefix.dispatch_event_types IS NULL
 ),
 intervals AS (
     SELECT
@@ -81,9 +99,14 @@ SELECT
     meter_id,
     market_group_event_id,
     programs,
+    programs[1] AS program_identifier,
+    event_name,
     baseline_method,
     start_time AS event_start,
     end_time AS event_end,
+    meter_timezone,
+    CAST(timezone(meter_timezone, start_time) AS TIMESTAMP) AS event_local_start,
+    CAST(timezone(meter_timezone, start_time) AS DATE) AS event_local_date,
     event_hours,
     committed_kw,
     nomination_kw,

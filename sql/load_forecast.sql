@@ -11,6 +11,8 @@
 -- that hour over the `like_days` most recent like days (weekday vs weekend) within
 -- `lookback_days` before history_end. A fall-back day's repeated 01:00 hour averages both
 -- readings; a spring-forward day simply has no 02:00. No history -> load_forecast_kw NULL.
+-- load_spread_kw: the sample standard deviation (kW) of that hour over the same like days, a
+-- measure of how far one day strays from the average (NULL with fewer than two days).
 -- month_to_date_peak_kw: the highest quarter-hour import (kW) inside the meter's demand
 -- window since the start of the trading day's month (0 when none).
 -- Idempotent: the day's rows are replaced.
@@ -26,10 +28,15 @@ CREATE TABLE IF NOT EXISTS load_forecast (
     month_to_date_peak_kw DOUBLE,
     history_end TIMESTAMPTZ
 );
+-- added after the first release (a file built by an older version gains it)
+ALTER TABLE load_forecast ADD COLUMN IF NOT EXISTS load_spread_kw DOUBLE;
 
 DELETE FROM load_forecast WHERE trading_day = getvariable('trading_day');
 
-INSERT INTO load_forecast
+INSERT INTO load_forecast (
+    trading_day, meter_id, hour_start, hour_end, local_hour, load_forecast_kw, like_days_used,
+    month_to_date_peak_kw, history_end, load_spread_kw
+)
 WITH batteries AS (
     SELECT meter_id FROM meters WHERE has_battery AND transmission_region = 'CAISO'
 ),
@@ -68,6 +75,7 @@ like_days AS (
 ),
 profile AS (
     SELECT h.meter_id, h.is_weekend, h.local_hour, avg(h.kw) AS kw,
+           stddev_samp(h.kw) AS spread_kw,
            count(DISTINCT h.local_date)::INTEGER AS days
     FROM hourly h JOIN like_days d USING (meter_id, local_date)
     WHERE d.recency <= getvariable('like_days')
@@ -84,7 +92,7 @@ month_peak AS (
 )
 SELECT getvariable('trading_day'), b.meter_id, hours.hour_start, hours.hour_end,
        hours.local_hour, p.kw, coalesce(p.days, 0), greatest(coalesce(mp.peak_kw, 0), 0),
-       getvariable('history_end')
+       getvariable('history_end'), p.spread_kw
 FROM batteries b
 CROSS JOIN hours
 LEFT JOIN profile p

@@ -1,7 +1,7 @@
 -- ops_dispatch_events: the ops store's dispatch events (mirrored; the dispatch path never opens DuckDB).
 -- One row per event and meter. Group events are split across the group's meters in proportion to their
 -- nominations: meter_event_id = '<market_group_event_id>:<meter_id>', energy_kw / nomination_kw are this
--- meter's share. committed_kw = energy_kw, or nomination_kw when energy_kw is null (GUIDE section 5).
+-- meter's share. committed_kw = energy_kw, or nomination_kw when energy_kw is null (docs/methodology.md).
 -- Input: temp table stg_ops_dispatch_events (vpp_pipeline.dispatch.mirror). Times are UTC.
 CREATE OR REPLACE TABLE ops_dispatch_events AS
 SELECT

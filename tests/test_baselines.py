@@ -1,4 +1,4 @@
-"""Hand-worked baselines and performance (GUIDE section 5), against the SQL pipeline.
+"""Hand-worked baselines and performance (docs/methodology.md), against the SQL pipeline.
 
 Every expected figure is computed here in plain Python from the same load functions that
 generated the readings, with the eligible days written out by hand; the pipeline's output

@@ -130,14 +130,25 @@ def test_dst_trading_days_have_23_or_25_hours_and_curves(day, hours):
 
 
 def test_curve_is_ascending_priced_above_opportunity_cost_and_within_available():
+    # the planned sale at the opportunity cost (above the forecast), the extra at its price
     curve = build_curve(
         available_kw=87.46, planned_market_kw=40.0, opportunity_cost_usd_per_kwh=0.123456,
-        price_forecast_usd_per_kwh=0.05,
+        price_forecast_usd_per_kwh=0.05, extra_price_usd_per_kwh=0.30001,
     )  # fmt: skip
     assert curve == [
         {"quantity_in_kw": 40.0, "price": 0.1235},
-        {"quantity_in_kw": 87.4, "price": 0.1544},
+        {"quantity_in_kw": 87.4, "price": 0.3001},
     ]
+    # an extra price not above the first point's: one point for everything (a curve must rise)
+    assert build_curve(
+        available_kw=87.46, planned_market_kw=40.0, opportunity_cost_usd_per_kwh=0.123456,
+        price_forecast_usd_per_kwh=0.05, extra_price_usd_per_kwh=0.1,
+    ) == [{"quantity_in_kw": 87.4, "price": 0.1235}]  # fmt: skip
+    # no extra price: only the planned sale
+    assert build_curve(
+        available_kw=40.0, planned_market_kw=40.0, opportunity_cost_usd_per_kwh=0.2,
+        price_forecast_usd_per_kwh=0.25,
+    ) == [{"quantity_in_kw": 40.0, "price": 0.25}]  # fmt: skip
     # energy worth more than Leap's $1.00 cap is not offered
     assert build_curve(
         available_kw=50, planned_market_kw=0, opportunity_cost_usd_per_kwh=1.2,

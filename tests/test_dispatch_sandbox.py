@@ -41,6 +41,7 @@ def test_webhook_registration_round_trip(leap):
 
 def test_integration_test_delivers_with_lower_cased_headers_and_retries(leap, tmp_path):
     config = ReceiverSettings(api_key="right", ops_db_path=str(tmp_path / "ops.sqlite"))
+    OpsStore.initialize(config.ops_db_path)
     with ReceiverServer(config) as receiver:
         hook = f"{leap.base_url}/v2/dispatch/meter/webhook"
         httpx.put(hook, json={"url": receiver.url, "headers": [{"name": "X-API-KEY", "value": "wrong"}]},
@@ -88,6 +89,8 @@ def test_cli_send_test_dispatch_and_status(leap, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LEAP_API_KEY", leap.api_key)
     monkeypatch.setenv("VPP_OPS_DB_PATH", str(db))
     monkeypatch.setenv("VPP_WEBHOOK_API_KEY", "cli-key")
+    assert main(["ops-init"]) == 0
+    assert f"ops store {db}: created; backend sqlite" in capsys.readouterr().out
     with ReceiverServer(ReceiverSettings.from_env()) as receiver:
         code = main(["send-test-dispatch", "--program", "CCA", "--register-url", receiver.url])
         assert code == 0

@@ -1,8 +1,8 @@
 """One sender per schedule: two runs delivering different revisions of one schedule never cross.
 
-Real parts: the ops store (SQLite file), the sandbox site controller over HTTP on 127.0.0.1, and the
-outbox's delivery code. The two "runs" are two threads calling the outbox, each with its own client and
-its own SQLite connections (as two run processes would have).
+Real parts: the ops store (a SQLite file, and a PostgreSQL schema), the sandbox site controller over HTTP
+on 127.0.0.1, and the outbox's delivery code. The two "runs" are two threads calling the outbox, each with
+its own client and its own database connections (as two run processes, or hosts, would have).
 """
 
 from __future__ import annotations
@@ -68,8 +68,8 @@ def lock_holder(store: OpsStore) -> int | None:
     return rows[0]["action_id"] if rows else None
 
 
-def test_newer_revision_waits_for_the_older_ones_retries(tmp_path, site):
-    store = OpsStore(tmp_path / "ops.sqlite")
+def test_newer_revision_waits_for_the_older_ones_retries(ops_store, site):
+    store = ops_store
     older = plan_put(store, revision=1)
     # the site answers the older PUT's first attempt late and with a 500: its retry follows
     site.fail_next(1, "timeout", delay_s=1.0)
@@ -102,8 +102,8 @@ def test_newer_revision_waits_for_the_older_ones_retries(tmp_path, site):
     assert lock_holder(store) is None  # released
 
 
-def test_a_command_replaced_while_it_waited_is_not_sent(tmp_path, site):
-    store = OpsStore(tmp_path / "ops.sqlite")
+def test_a_command_replaced_while_it_waited_is_not_sent(ops_store, site):
+    store = ops_store
     older = plan_put(store, revision=1)
     newer = plan_put(store, revision=2)
     with client_for(site) as client:
@@ -111,8 +111,8 @@ def test_a_command_replaced_while_it_waited_is_not_sent(tmp_path, site):
     assert [r["json"]["revision"] for r in site.requests] == [2]
 
 
-def test_a_dead_senders_lock_is_taken_over_once_stale(tmp_path, site):
-    store = OpsStore(tmp_path / "ops.sqlite")
+def test_a_dead_senders_lock_is_taken_over_once_stale(ops_store, site):
+    store = ops_store
     action = plan_put(store, revision=1)
     long_ago = datetime.now(UTC) - timedelta(seconds=120)
     with store.session() as s:  # a run that died while sending another command to this schedule

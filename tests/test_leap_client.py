@@ -185,6 +185,10 @@ def test_connection_refused_raises_after_bounded_attempts():
         client.search_meters()
     assert info.value.attempts == 3 and len(sleep.waits) == 2
     assert "POST /v2/meters/search got no response after 3 attempts" in str(info.value)
+    # names where it tried and the variable to fix
+    assert f"from http://127.0.0.1:{port}" in str(info.value)
+    assert info.value.reason_code == "LEAP_UNREACHABLE"
+    assert "check LEAP_API_BASE_URL" in str(info.value)
 
 
 def test_dispatch_pages_split_inside_a_meter_are_merged(sandbox):

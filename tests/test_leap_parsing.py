@@ -63,7 +63,11 @@ def test_api_error_names_endpoint_status_and_envelope():
         status=403,
         envelope=parse_error_envelope('{"title": "Forbidden", "status": 403, "details": {}}'),
     )
-    assert str(err) == "POST /v2/meters/search failed with HTTP 403: Forbidden"
+    assert str(err).startswith("POST /v2/meters/search failed with HTTP 403: Forbidden")
+    # an auth failure names the variable to fix
+    assert err.reason_code == "LEAP_AUTH_REJECTED" and "check LEAP_API_KEY" in str(err)
+    server_error = LeapApiError("POST /v2/meters/search", 500, parse_error_envelope(b""))
+    assert server_error.reason_code is None and "LEAP_API_KEY" not in str(server_error)
 
 
 def test_retry_after_seconds_and_http_date():

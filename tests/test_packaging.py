@@ -24,6 +24,8 @@ def test_every_sql_model_is_in_the_wheel(tmp_path):
         assert f"vpp_pipeline/sql_models/{sql_file.name}" in names
     assert "assets/connect.py" in names
     assert "vpp_pipeline/config/tariffs.toml" in names
+    for migration in (ROOT / "vpp_pipeline" / "ops" / "migrations").glob("*/*.sql"):
+        assert f"vpp_pipeline/ops/migrations/{migration.parent.name}/{migration.name}" in names
 
 
 def test_sql_text_reads_the_models():

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from conftest import receiver_store_settings
 from standardwebhooks.webhooks import Webhook
 
 from vpp_pipeline.dispatch.examples import meter_notification
@@ -33,8 +34,10 @@ def notification() -> dict:
 
 
 @pytest.fixture
-def receiver(tmp_path):
-    config = ReceiverSettings(api_key=KEY, ops_db_path=str(tmp_path / "ops.sqlite"))
+def receiver(ops_location):
+    """The receiver on each ops-store backend."""
+    OpsStore.initialize(ops_location)
+    config = ReceiverSettings(api_key=KEY, **receiver_store_settings(ops_location))
     with ReceiverServer(config) as server:
         yield server
 
@@ -44,6 +47,7 @@ def signed_receiver(tmp_path):
     config = ReceiverSettings(
         api_key=KEY, signing_secret=VECTOR_SECRET, ops_db_path=str(tmp_path / "ops.sqlite")
     )
+    OpsStore.initialize(config.ops_store)
     with ReceiverServer(config) as server:
         yield server
 
@@ -53,7 +57,7 @@ def post(server, body: bytes, **headers) -> httpx.Response:
 
 
 def inbox(server) -> list:
-    return OpsStore(server.config.ops_db_path).inbox()
+    return OpsStore(server.config.ops_store).inbox()
 
 
 def test_healthz(receiver):
@@ -96,6 +100,7 @@ def test_configured_header_name(tmp_path):
     config = ReceiverSettings(
         api_key=KEY, header_name="X-Leap-Token", ops_db_path=str(tmp_path / "ops.sqlite")
     )
+    OpsStore.initialize(config.ops_store)
     with ReceiverServer(config) as server:
         body = json.dumps(notification()).encode()
         assert post(server, body, **{"x-leap-token": KEY}).status_code == 200
@@ -136,7 +141,7 @@ def test_json_that_is_not_a_notification_is_422_and_dead_lettered(receiver, payl
     response = post(receiver, body, **{"x-api-key": KEY})
     assert response.status_code == 422
     assert response.json()["reason_code"]
-    (dead,) = OpsStore(receiver.config.ops_db_path).dead_letters()
+    (dead,) = OpsStore(receiver.config.ops_store).dead_letters()
     assert bytes(dead["body"]) == body and dead["reason_code"] == response.json()["reason_code"]
     assert inbox(receiver) == []
 

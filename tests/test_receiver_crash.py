@@ -71,6 +71,7 @@ async def _burst(url: str, proc: subprocess.Popen) -> tuple[set[str], int]:
 
 def test_sigkill_mid_burst_loses_no_acknowledged_delivery(tmp_path):
     db = tmp_path / "ops.sqlite"
+    OpsStore.initialize(db)
     port = _free_port()
     env = {**os.environ, "VPP_OPS_DB_PATH": str(db), "VPP_WEBHOOK_API_KEY": KEY}
     env.pop("VPP_WEBHOOK_SIGNING_SECRET", None)

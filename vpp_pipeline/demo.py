@@ -25,8 +25,9 @@ from vpp_pipeline.resources import IntervalSourceResource, LeapResource, duckdb_
 
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
-#: Days of interval reads the demo loads (ending yesterday, market time).
-DEMO_INTERVAL_DAYS = 66
+#: Days of interval reads the demo loads (ending yesterday, market time): the default span
+#: of the interval partitions, so a first run fills every one of them.
+DEMO_INTERVAL_DAYS = settings.DEFAULT_INTERVAL_HISTORY_DAYS
 
 
 @dataclass
@@ -70,9 +71,25 @@ class StageOutcome:
 
 def _interval_range(ctx: DemoContext) -> tuple[str, str]:
     today = datetime.now(ZoneInfo(settings.market_timezone())).date()
-    return (today - timedelta(days=DEMO_INTERVAL_DAYS)).isoformat(), (
-        today - timedelta(days=1)
-    ).isoformat()
+    first = max(
+        today - timedelta(days=DEMO_INTERVAL_DAYS),
+        date.fromisoformat(settings.interval_partitions_start(today)),
+    )
+    return first.isoformat(), (today - timedelta(days=1)).isoformat()
+
+
+def meter_names(duckdb_path: Path) -> dict[str, str]:
+    """meter_id -> company name, for printing names beside ids."""
+    import duckdb
+
+    from vpp_pipeline.report.data import meter_names as names
+
+    with duckdb.connect(str(duckdb_path), read_only=True) as conn:
+        return names(conn)
+
+
+def labelled(meter_id: str, names: dict[str, str]) -> str:
+    return f"{names.get(meter_id, '(unknown meter)')} ({meter_id[:8]})"
 
 
 def _interval_report(ctx: DemoContext) -> list[str]:
@@ -123,8 +140,10 @@ def _dispatch_report(ctx: DemoContext) -> list[str]:
     ctx.notes["dispatch"] = result
     if not result.get("ok"):
         raise RuntimeError(f"test dispatch did not reach the site controller: {result}")
+    names = meter_names(ctx.duckdb_path)
     return [
-        f"{result['program']}: integration-test webhook -> receiver -> ops store -> "
+        f"{result['program']} for {labelled(result['meter_id'], names)}: "
+        "integration-test webhook -> receiver -> ops store -> "
         f"dispatch_inbox_sensor -> dispatch_job -> site controller",
         f"webhook to site command: {result['latency_s']:.3f} s "
         f"({result['site_requests']} site request(s), dry_run={result['dry_run']}, "
@@ -150,6 +169,7 @@ def _performance_report(ctx: DemoContext) -> list[str]:
             "WHERE status = 'scored' GROUP BY ALL ORDER BY ALL"
         ).fetchall()
     ctx.notes["performance"] = summary
+    names = meter_names(ctx.duckdb_path)
     mean_pf = summary["portfolio_mean_performance_factor"]
     lines = [
         f"meter events by status: {summary['events_by_status']}",
@@ -162,7 +182,7 @@ def _performance_report(ctx: DemoContext) -> list[str]:
     for flag in summary["flagged_meters"]:
         pf = flag["mean_performance_factor"]
         lines.append(
-            f"  {flag['meter_id']}  {','.join(flag['reason_codes'])}"
+            f"  {labelled(flag['meter_id'], names):<44} {','.join(flag['reason_codes'])}"
             f"  mean pf {'-' if pf is None else f'{pf:.2f}'}"
             f"  min completeness {flag['min_data_completeness']:.2f}"
         )
@@ -170,7 +190,8 @@ def _performance_report(ctx: DemoContext) -> list[str]:
     lines.append(f"meter/method pairs with unreliable baselines (RRMSE > 20%): {len(unreliable)}")
     for row in unreliable:
         lines.append(
-            f"  {row['meter_id']}  {row['method']}  RRMSE {row['rrmse']:.1%}  bias {row['bias']:+.1%}"
+            f"  {labelled(row['meter_id'], names)}  {row['method']}  RRMSE {row['rrmse']:.1%}"
+            f"  bias {row['bias']:+.1%}"
         )
     return lines
 
@@ -218,7 +239,39 @@ STAGES: list[Stage] = [
         "CAISO battery bid inputs, optimized schedules and bid curves for the next biddable day",
         action=_bid_report,
     ),
+    Stage(
+        "report",
+        "dispatch history mirror, the performance report, and the analysts' read-only copy",
+        selection=dg.AssetSelection.assets(
+            "ops_dispatch_events", "dispatch_actions", "performance_report"
+        ),
+        action=lambda ctx: _report_lines(ctx),
+    ),
 ]
+
+
+def _report_lines(ctx: DemoContext) -> list[str]:
+    """Publish the analysts' copy (the job the publish sensor runs after every run that
+    changed analyst tables; the demo has no daemon, so it runs it here) and say where
+    the report is."""
+    from assets.publish import publish_analytics_job
+    from vpp_pipeline.report import report_path
+
+    result = publish_analytics_job.execute_in_process(
+        resources={"duckdb": ctx.resources["duckdb"]},
+        instance=ctx.instance,
+        run_config=QUIET_RUN_CONFIG,
+        tags={"vpp/launched_by": "vpp demo"},
+    )
+    published = result.output_for_node("publish_analytics_copy")
+    ctx.notes["published"] = published["path"]
+    ctx.notes["report"] = str(report_path(ctx.duckdb_path).resolve())
+    return [
+        f"performance report: {ctx.notes['report']}",
+        f"read-only copy for analysts: {published['path']} ({published['tables']} tables, "
+        f"{published['bytes'] / 1e6:.1f} MB)",
+    ]
+
 
 #: Tables the summary reports, in order, with what the API serves where it can be counted.
 SUMMARY_TABLES = [
@@ -239,6 +292,7 @@ SUMMARY_TABLES = [
     "load_forecast",
     "bid_inputs",
     "bids",
+    "dispatch_actions",
 ]
 
 
@@ -252,7 +306,7 @@ def _instance() -> dg.DagsterInstance:
 
 def materialize_stage(stage: Stage, ctx: DemoContext, outcome: StageOutcome) -> None:
     """Materialize a stage's assets (and their checks) as one Dagster run."""
-    from vpp_pipeline.definitions import STAGE_MODULES
+    from vpp_pipeline.definitions import STAGE_MODULES, load_assets
 
     tags = {"vpp/launched_by": "vpp demo"}
     if stage.partition_range is not None:
@@ -263,7 +317,7 @@ def materialize_stage(stage: Stage, ctx: DemoContext, outcome: StageOutcome) -> 
         }
     result = dg.materialize(
         [
-            *dg.load_assets_from_modules(STAGE_MODULES),
+            *load_assets(),
             *dg.load_asset_checks_from_modules(STAGE_MODULES),
         ],
         selection=stage.selection,
@@ -284,13 +338,85 @@ def materialize_stage(stage: Stage, ctx: DemoContext, outcome: StageOutcome) -> 
         if not evaluation.passed and severity == "ERROR":
             outcome.failed_checks.append(evaluation.asset_check_key.name)
         elif not evaluation.passed:
-            found = evaluation.metadata.get("violations")
-            count = (
-                f" ({found.value} findings; see the check in the UI)" if found is not None else ""
-            )
-            outcome.report.append(
-                f"warning: check {evaluation.asset_check_key.name} did not pass{count}"
-            )
+            outcome.report.append(explain_warning(ctx, evaluation))
+
+
+def _deliberate_gap_meters(ctx: DemoContext) -> set[str]:
+    """Meters the sandbox leaves gaps in on purpose (its ``gaps`` response category)."""
+    if ctx.sandbox is None:
+        return set()
+    from vpp_pipeline.sandbox.intervals import response_profile
+
+    return {m for m, c in response_profile(ctx.sandbox.portfolio).items() if c == "gaps"}
+
+
+def explain_warning(ctx: DemoContext, evaluation) -> str:
+    """One line for a warning check: what it found and whether the sandbox meant it (its gap
+    meters miss days, hours and event windows on purpose; its readings stop at its clock, the
+    UTC midnight, so the last local day is still arriving) or not."""
+    name = evaluation.asset_check_key.name
+    meta = evaluation.metadata
+    found = meta["violations"].value if "violations" in meta else None
+    meters = list(meta["meter_ids"].value) if "meter_ids" in meta else None
+    text = f"check {name}: {found if found is not None else '?'} finding(s)"
+    if meters is None or ctx.sandbox is None:
+        names = meter_names(ctx.duckdb_path) if meters else {}
+        who = ", ".join(labelled(m, names) for m in (meters or [])[:4])
+        return f"warning: {text}{' on ' + who if who else ''}; see the check in the UI"
+    deliberate = _deliberate_gap_meters(ctx)
+    names = meter_names(ctx.duckdb_path)
+    findings = [(m, None) for m in meters]
+    arriving_day = None
+    if name == "interval_reads_complete_days" and ctx.sandbox is not None:
+        findings, arriving_day = _incomplete_days(ctx)
+    gap_findings = [f for f in findings if f[0] in deliberate]
+    arriving = [
+        f
+        for f in findings
+        if arriving_day is not None and f[0] not in deliberate and f[1] == arriving_day
+    ]
+    unexpected = [f for f in findings if f not in gap_findings and f not in arriving]
+    parts = []
+    if gap_findings:
+        gap_meters = sorted({m for m, _ in gap_findings})
+        on = (
+            f"{len(gap_findings)} on"
+            if any(d is not None for _, d in gap_findings)
+            else f"{'all' if not unexpected and not arriving else 'some'} on"
+        )
+        parts.append(
+            f"{on} the sandbox's meter(s) with deliberately missing data ("
+            + ", ".join(labelled(m, names) for m in gap_meters)
+            + ")"
+        )
+    if arriving:
+        parts.append(
+            f"{len(arriving)} on {arriving_day}, still arriving (the sandbox serves readings "
+            f"up to {ctx.sandbox.portfolio.anchor:%Y-%m-%d %H:%M} UTC)"
+        )
+    if not unexpected:
+        return f"expected: {text}: " + "; ".join(parts)
+    who = ", ".join(labelled(m, names) for m in sorted({m for m, _ in unexpected})[:4])
+    return f"warning: {text}, {len(unexpected)} not explained by the sandbox's design: {who}"
+
+
+def _incomplete_days(ctx: DemoContext) -> tuple[list[tuple[str, object]], object]:
+    """Incomplete (meter, local day) pairs of the loaded days, and the local day that was
+    still arriving when the sandbox's readings stopped (its anchor), if any."""
+    import duckdb
+
+    from assets.analyze_intervals import COMPLETE_DAYS_SQL
+
+    start, end = _interval_range(ctx)
+    anchor = ctx.sandbox.portfolio.anchor
+    arriving = anchor.astimezone(ZoneInfo(settings.market_timezone()))
+    arriving_day = arriving.date() if arriving.time() != datetime.min.time() else None
+    with duckdb.connect(str(ctx.duckdb_path), read_only=True) as conn:
+        conn.execute("SET VARIABLE market_tz = $tz", {"tz": settings.market_timezone()})
+        rows = conn.execute(
+            COMPLETE_DAYS_SQL, {"s": date.fromisoformat(start), "e": date.fromisoformat(end)}
+        ).fetchall()
+    return [(r[0], r[1]) for r in rows], arriving_day
 
 
 def run_stage(stage: Stage, ctx: DemoContext) -> StageOutcome:
@@ -341,8 +467,15 @@ def served_counts(base_url: str, api_key: str) -> dict[str, int]:
     }
 
 
-def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sys.stdout) -> int:
+def run_demo(
+    *,
+    seed: int = 7,
+    duckdb_path: Path | None = None,
+    out: TextIO = sys.stdout,
+    instance: dg.DagsterInstance | None = None,
+) -> int:
     from vpp_pipeline.definitions import default_resources
+    from vpp_pipeline.dispatch.resources import ops_store_resource
     from vpp_pipeline.sandbox import SandboxServer
 
     db_path = duckdb_path or settings.duckdb_path()
@@ -353,6 +486,7 @@ def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sy
         say(f"  sandbox API listening on {sandbox.base_url}")
         resources = {
             **default_resources(),
+            "ops_store": ops_store_resource(db_path.parent / "demo_ops.sqlite"),
             "leap": LeapResource(base_url=sandbox.base_url, api_key=sandbox.api_key),
             "duckdb": duckdb_resource(db_path),
             "interval_source": IntervalSourceResource(
@@ -360,7 +494,7 @@ def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sy
                 market_timezone=settings.market_timezone(),
             ),
         }
-        ctx = DemoContext(sandbox, resources, _instance(), db_path)
+        ctx = DemoContext(sandbox, resources, instance or _instance(), db_path)
         for number, stage in enumerate(STAGES, start=1):
             say(f"[{number}/{len(STAGES)}] {stage.name}: {stage.label} ...")
             outcome = run_stage(stage, ctx)
@@ -395,7 +529,13 @@ def run_demo(*, seed: int = 7, duckdb_path: Path | None = None, out: TextIO = sy
     if failed or mismatches:
         say(f"\nFAILED: stages {failed or 'none'}; count mismatches {mismatches or 'none'}")
         return 1
-    say(f"\nAll {len(STAGES)} stages succeeded. Query the results with: duckdb {db_path}")
+    say(f"\nAll {len(STAGES)} stages succeeded.")
+    say(
+        f'Query the analysts\' copy: .venv/bin/vpp sql "SELECT * FROM event_performance LIMIT 5" '
+        f"(opens {ctx.notes['published']} read-only; `.venv/bin/vpp sql` alone starts a prompt)"
+    )
+    say("Open the report: .venv/bin/vpp report --open")
+    say(f"Performance report: {ctx.notes['report']}")
     return 0
 
 

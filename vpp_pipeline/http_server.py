@@ -67,11 +67,10 @@ class BackgroundServer:
     def start(self, timeout: float = 10.0) -> Self:
         if self._thread is not None:
             return self
+        app = self.build_app()  # first: an app that cannot be built leaves no socket behind
         self._sock = bind_socket(self.host, self.port)
         self.port = self._sock.getsockname()[1]
-        self._server = uvicorn.Server(
-            uvicorn_config(self.build_app(), self.host, **self.uvicorn_options)
-        )
+        self._server = uvicorn.Server(uvicorn_config(app, self.host, **self.uvicorn_options))
         self._thread = threading.Thread(
             target=self._server.run,
             kwargs={"sockets": [self._sock]},

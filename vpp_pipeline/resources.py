@@ -16,6 +16,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from vpp_pipeline import settings
+from vpp_pipeline.data_dictionary import apply_comments
 from vpp_pipeline.leap import LeapClient
 
 
@@ -40,6 +41,12 @@ class LeapResource(dg.ConfigurableResource):
     sending ``next_page_token`` is never followed forever)."""
 
     def client(self) -> LeapClient:
+        if self.base_url.rstrip("/") == settings.DEFAULT_LEAP_API_BASE_URL:
+            # Say so every time: a deployment that forgot the variable must not look healthy.
+            dg.get_dagster_logger().warning(
+                f"LEAP_API_BASE_URL is not set: using the local sandbox at {self.base_url} "
+                "(set LEAP_API_BASE_URL and LEAP_API_KEY to use Leap)"
+            )
         return LeapClient(
             self.base_url,
             self.api_key,
@@ -66,9 +73,13 @@ def leap_resource() -> LeapResource:
 
 
 class WarehouseResource(DuckDBResource):
-    """``DuckDBResource`` whose connections run in UTC, whatever the host's time zone.
+    """``DuckDBResource`` whose connections run in UTC, whatever the host's time zone, and
+    leave every described table commented (``vpp_pipeline.data_dictionary``).
 
-    (Passing TimeZone in the connect config fails: ICU is not loaded that early.)
+    (Passing TimeZone in the connect config fails: ICU is not loaded that early.) Comments are
+    written when a connection closes without error: whatever rebuilt a table (``CREATE OR
+    REPLACE`` drops comments), it is documented again before the run goes on. Checking costs
+    one catalog query; only missing or changed comments are written.
     """
 
     @contextmanager
@@ -76,6 +87,7 @@ class WarehouseResource(DuckDBResource):
         with super().get_connection() as conn:
             conn.execute("SET TimeZone = 'UTC'")
             yield conn
+            apply_comments(conn)
 
 
 def duckdb_resource(path: str | Path | None = None) -> WarehouseResource:

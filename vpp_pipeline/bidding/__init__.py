@@ -2,6 +2,9 @@
 curves, validation and submission. Pure domain code here takes and returns plain data
 (numpy arrays, dicts); ``pipeline`` runs the steps over DuckDB; ``assets/bid.py`` wires them
 into Dagster; ``demo.run_bid_demo`` runs them end to end against the sandbox.
+``backtest.run_backtest`` (``vpp backtest-bids``) replays past trading days through the same
+steps and settles them (``settlement``) against the sandbox's truth, beside perfect
+foresight and a naive policy (docs/bidding.md).
 """
 
 from vpp_pipeline.bidding.curves import build_curve

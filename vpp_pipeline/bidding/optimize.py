@@ -19,7 +19,8 @@ subject to
   s_t = s_{t-1} + eta * c_t - (u_t + m_t) / eta        (eta = sqrt(round-trip efficiency))
   u_t + m_t <= P                                        (power)
   u_t + m_t - c_t <= max(load_t, 0)   unless exports are allowed
-  load_t + c_t - u_t <= p             in the demand window (site import vs billed peak)
+  peak_load_t + c_t - u_t <= p        in the demand window (site import vs billed peak;
+                                      peak_load = load unless a cautious forecast is given)
 
 minimising  sum_t [tou_t (c_t - u_t) - price_t m_t + degradation (u_t + m_t)]
             + demand_charge * p.
@@ -36,7 +37,9 @@ kWh stored at that hour (minus the dual of the SoC balance) / eta + degradation,
 kWh delivered to the market then is worth if kept; ``available_kw`` = what could be offered
 without touching the self-use plan: within power, within the energy above min SoC at every
 later hour (so energy held for a later peak is not sold), and within site load unless
-exports are allowed.
+exports are allowed; ``peak_reserve_kwh`` = the energy above min SoC the plan must still
+hold at the end of the hour to keep the site's import at the planned billed peak in the
+later demand-window hours (the site controller keeps it back from TOU discharge).
 """
 
 from __future__ import annotations
@@ -63,7 +66,9 @@ class BidProblem:
     (B,) arrays: ``power_kw``, ``soc_min_kwh``, ``soc_max_kwh``, ``initial_soc_kwh``,
     ``round_trip_efficiency``, ``demand_charge_usd_per_kw_month``, ``month_to_date_peak_kw``,
     ``exports_allowed`` (bool), ``self_use_allowed`` (bool; False for battery submeters, which
-    cannot see site load).
+    cannot see site load). Optional (B, H) ``peak_load_kw``: the load the demand-window
+    peak is planned against (default ``load_kw``; a cautious forecast keeps energy for a day
+    that runs above the average).
     """
 
     meter_ids: list[str]
@@ -81,6 +86,11 @@ class BidProblem:
     month_to_date_peak_kw: np.ndarray
     exports_allowed: np.ndarray
     self_use_allowed: np.ndarray
+    peak_load_kw: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.peak_load_kw is None:
+            self.peak_load_kw = self.load_kw.copy()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -120,6 +130,7 @@ class BidProblem:
             ) / 2
         per_hour = {
             "load_kw",
+            "peak_load_kw",
             "price_usd_per_kwh",
             "energy_usd_per_kwh",
             "demand_window",
@@ -152,6 +163,7 @@ class BatteryPlan:
     available_kw: np.ndarray
     opportunity_cost_usd_per_kwh: np.ndarray
     billed_peak_kw: np.ndarray  # (B,)
+    peak_reserve_kwh: np.ndarray  # energy above min SoC held at the end of the hour for the peak
     objective_usd: np.ndarray  # (B,) cost of the plan (negative = net revenue), excl. constants
     solve_seconds: float = 0.0
     chunks: int = 0
@@ -177,7 +189,7 @@ def optimize_batteries(
     elapsed = time.perf_counter() - started
     if not parts:
         empty = np.zeros((0, h))
-        return BatteryPlan([], *(empty,) * 7, np.zeros(0), np.zeros(0))
+        return BatteryPlan([], *(empty,) * 7, np.zeros(0), empty, np.zeros(0))
 
     def cat(key):
         return np.concatenate([p[key] for p in parts])
@@ -192,6 +204,7 @@ def optimize_batteries(
         available_kw=cat("available"),
         opportunity_cost_usd_per_kwh=cat("opportunity"),
         billed_peak_kw=cat("p"),
+        peak_reserve_kwh=cat("reserve"),
         objective_usd=cat("objective"),
         solve_seconds=elapsed,
         chunks=len(parts),
@@ -200,6 +213,7 @@ def optimize_batteries(
 
 def _solve_chunk(problem: BidProblem, rows: slice, degradation: float) -> dict[str, np.ndarray]:
     load = problem.load_kw[rows]
+    peak_load = problem.peak_load_kw[rows]
     b, h = load.shape
     n = 4 * h + 1  # c, u, m, s per hour, then p
     power = problem.power_kw[rows]
@@ -267,7 +281,7 @@ def _solve_chunk(problem: BidProblem, rows: slice, degradation: float) -> dict[s
         [
             np.broadcast_to(power[:, None], (b, h)),
             np.where(exports[:, None], _NO_LIMIT, load_pos),
-            np.where(window, -load, _NO_LIMIT),
+            np.where(window, -peak_load, _NO_LIMIT),
         ],
         axis=1,
     ).ravel()
@@ -281,7 +295,7 @@ def _solve_chunk(problem: BidProblem, rows: slice, degradation: float) -> dict[s
     lb[:, 3 * h : 4 * h] = soc_min[:, None]
     lb[:, 4 * h - 1] = soc0  # end the day with at least the starting energy
     ub[:, 3 * h : 4 * h] = soc_max[:, None]
-    peak_today = np.where(window, load, -np.inf).max(axis=1, initial=-np.inf)
+    peak_today = np.where(window, peak_load, -np.inf).max(axis=1, initial=-np.inf)
     lb[:, 4 * h] = problem.month_to_date_peak_kw[rows]
     ub[:, 4 * h] = np.maximum(lb[:, 4 * h], np.maximum(peak_today, 0) + power) + 1.0
     tou = problem.energy_usd_per_kwh[rows]
@@ -329,4 +343,47 @@ def _solve_chunk(problem: BidProblem, rows: slice, degradation: float) -> dict[s
         "available": np.maximum(available, 0.0),
         "opportunity": opportunity,
         "objective": objective,
+        "reserve": peak_reserve_kwh(peak_load, c, x[:, 4 * h], window, eta**2),
     }
+
+
+def peak_reserve_kwh(
+    load_kw: np.ndarray,
+    charge_kw: np.ndarray,
+    billed_peak_kw: np.ndarray,
+    demand_window: np.ndarray,
+    round_trip_efficiency: np.ndarray | float,
+) -> np.ndarray:
+    """Energy above min SoC (kWh, (B, H)) a plan must still hold at the end of each hour to
+    keep the site's import at ``billed_peak_kw`` in the later demand-window hours of the day,
+    if the load is ``load_kw``: backwards, ``R[t] = max(0, R[t+1] + need[t+1] / eta -
+    eta * charge[t+1])`` with ``need = max(0, load + charge - billed_peak)`` in the window
+    and ``R[last] = 0``."""
+    eta = np.sqrt(np.clip(np.broadcast_to(round_trip_efficiency, (load_kw.shape[0],)), 1e-6, 1))
+    need = np.where(
+        demand_window, np.clip(load_kw + charge_kw - billed_peak_kw[:, None], 0, None), 0
+    )
+    reserve = np.zeros(load_kw.shape)
+    for t in range(load_kw.shape[1] - 2, -1, -1):
+        reserve[:, t] = np.clip(
+            reserve[:, t + 1] + need[:, t + 1] / eta - eta * charge_kw[:, t + 1], 0.0, None
+        )
+    return reserve
+
+
+def cautious_peak_load(
+    load_kw: np.ndarray,
+    spread_kw: np.ndarray,
+    z: float,
+    billed_peak_kw: np.ndarray,
+    power_kw: np.ndarray,
+    demand_window: np.ndarray,
+) -> np.ndarray:
+    """The load (B, H) to plan the demand-window peak against: in window hours the forecast
+    plus ``z`` spreads (``spread_kw``, e.g. the like-day standard deviation), but never above
+    what the battery's power could bring down to ``billed_peak_kw`` (B,), the peak of a plan
+    on the forecast alone: load beyond that could not be shaved anyway, and planning for it
+    would only raise the peak the plan accepts."""
+    cap = billed_peak_kw[:, None] + power_kw[:, None]
+    cautious = load_kw + z * np.clip(np.nan_to_num(spread_kw), 0.0, None)
+    return np.where(demand_window, np.minimum(cautious, np.maximum(load_kw, cap)), load_kw)

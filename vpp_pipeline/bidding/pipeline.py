@@ -7,7 +7,6 @@ Each step replaces one trading day's rows (idempotent) and returns a small summa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 import duckdb
@@ -15,11 +14,9 @@ import numpy as np
 import polars as pl
 
 from vpp_pipeline.bidding import curves, market, prices
-from vpp_pipeline.bidding.optimize import (
-    DEFAULT_ROUND_TRIP_EFFICIENCY,
-    BidProblem,
-    optimize_batteries,
-)
+from vpp_pipeline.bidding.fleet import BidSettings, fleet_spec
+from vpp_pipeline.bidding.offers import plan_offers, price_candidates
+from vpp_pipeline.bidding.optimize import BidProblem, cautious_peak_load, optimize_batteries
 from vpp_pipeline.bidding.submission import SubmissionReport, submit_bids
 from vpp_pipeline.bidding.tariffs import TariffBook
 from vpp_pipeline.bidding.validation import (
@@ -36,20 +33,8 @@ STATUS_DISENROLLED = "DISENROLLED"
 STATUS_NOT_ENROLLED = "NOT_ENROLLED"
 STATUS_NO_LOAD_HISTORY = "NO_LOAD_HISTORY"
 STATUS_NO_PRICES = "NO_PRICES"
-
-
-@dataclass(frozen=True)
-class BidSettings:
-    """Tunable numbers (documented defaults)."""
-
-    price_lookback_days: int = 21
-    price_like_days: int = 5
-    load_lookback_days: int = 45
-    load_like_days: int = 10
-    round_trip_efficiency: float = DEFAULT_ROUND_TRIP_EFFICIENCY
-    default_min_soc_pct: float = 10.0
-    default_max_soc_pct: float = 90.0
-    premium: float = curves.DEFAULT_PREMIUM
+#: The documented defaults (``fleet.BidSettings``).
+DEFAULT_SETTINGS = BidSettings()
 
 
 def _day_variables(day: date) -> dict:
@@ -75,6 +60,14 @@ def caiso_zones(conn: duckdb.DuckDBPyConnection) -> list[str]:
     return sorted(zones)
 
 
+def price_history_start(day: date, now: datetime, settings: BidSettings = DEFAULT_SETTINGS) -> date:
+    """First trading day of the price history used to forecast ``day`` at ``now``: prices are
+    out at most a day ahead, so for a later trading day the lookback ends at the latest day
+    that can be out."""
+    today = market.trading_day_of(now)
+    return min(day, today + timedelta(days=1)) - timedelta(days=settings.price_lookback_days)
+
+
 def build_day_ahead_prices(
     conn: duckdb.DuckDBPyConnection,
     day: date,
@@ -82,15 +75,13 @@ def build_day_ahead_prices(
     client: LeapClient | None = None,
     landing_dir=None,
     now: datetime | None = None,
-    settings: BidSettings = BidSettings(),
+    settings: BidSettings = DEFAULT_SETTINGS,
 ) -> dict:
     """Stage actual prices for ``day`` and its lookback (CSV drops when the landing folder
     holds any for the window, else the API when ``client`` is given) and build the day's
     ``day_ahead_prices`` rows (forecast where the day is not published)."""
     zones = caiso_zones(conn)
-    # prices are out at most a day ahead: for a later trading day, forecast from the latest
-    today = market.trading_day_of(now or datetime.now(UTC))
-    first = min(day, today + timedelta(days=1)) - timedelta(days=settings.price_lookback_days)
+    first = price_history_start(day, now or datetime.now(UTC), settings)
     last_history = min(day, first + timedelta(days=settings.price_lookback_days))
     folder = landing_dir if landing_dir is not None else prices.landing_dir()
     files = sorted(folder.glob("*.csv")) if folder.exists() else []
@@ -106,21 +97,7 @@ def build_day_ahead_prices(
             target, _, _ = prices.fetch_api_prices(client, day, day, zones)
             actuals = pl.concat([actuals, target])
         origin = "api"
-    stage_frame(conn, "stg_price_actuals", actuals)
-    stage_frame(conn, "stg_price_zones", pl.DataFrame({"load_zone": zones}))
-    run_models(
-        conn,
-        "day_ahead_prices",
-        history_start=first,
-        like_days=settings.price_like_days,
-        **_day_variables(day),
-    )
-    by_source = dict(
-        conn.execute(
-            "SELECT source, count(*) FROM day_ahead_prices WHERE trading_day = $d GROUP BY ALL",
-            {"d": day},
-        ).fetchall()
-    )
+    by_source = price_model(conn, day, actuals, zones, history_start=first, settings=settings)
     return {
         "trading_day": day.isoformat(),
         "origin": origin,
@@ -129,6 +106,34 @@ def build_day_ahead_prices(
         "zones": zones,
         "notice": notice,
     }
+
+
+def price_model(
+    conn: duckdb.DuckDBPyConnection,
+    day: date,
+    actuals: pl.DataFrame,
+    zones: list[str],
+    *,
+    history_start: date,
+    settings: BidSettings = DEFAULT_SETTINGS,
+) -> dict[str, int]:
+    """Run ``sql/day_ahead_prices.sql`` for ``day`` on staged ``actuals``
+    (``prices.ACTUALS_SCHEMA``); returns the day's row count by source."""
+    stage_frame(conn, "stg_price_actuals", actuals.cast(prices.ACTUALS_SCHEMA))
+    stage_frame(conn, "stg_price_zones", pl.DataFrame({"load_zone": zones}))
+    run_models(
+        conn,
+        "day_ahead_prices",
+        history_start=history_start,
+        like_days=settings.price_like_days,
+        **_day_variables(day),
+    )
+    return dict(
+        conn.execute(
+            "SELECT source, count(*) FROM day_ahead_prices WHERE trading_day = $d GROUP BY ALL",
+            {"d": day},
+        ).fetchall()
+    )
 
 
 def _demand_hours(conn: duckdb.DuckDBPyConnection, book: TariffBook) -> tuple[pl.DataFrame, dict]:
@@ -160,7 +165,7 @@ def build_load_forecast(
     book: TariffBook,
     *,
     history_end: datetime | None = None,
-    settings: BidSettings = BidSettings(),
+    settings: BidSettings = DEFAULT_SETTINGS,
 ) -> dict:
     """Build the day's ``load_forecast`` rows from ``interval_reads`` known before
     ``history_end`` (default now, never after the day starts)."""
@@ -261,18 +266,20 @@ def build_bid_inputs(
     day: date,
     book: TariffBook,
     *,
-    settings: BidSettings = BidSettings(),
+    settings: BidSettings = DEFAULT_SETTINGS,
 ) -> dict:
     """Optimise every CAISO battery for ``day`` and write the day's ``bid_inputs``."""
     frame = conn.sql(
         f"""
         SELECT f.meter_id, f.hour_start, f.hour_end, f.load_forecast_kw, f.month_to_date_peak_kw,
+               coalesce(f.load_spread_kw, 0) AS load_spread_kw,
                m.load_zone, m.tariff AS tariff_code, m.battery_power_kw AS power_kw,
                m.battery_energy_kwh AS energy_kwh,
                coalesce(m.battery_min_soc_pct, {settings.default_min_soc_pct}) AS min_soc_pct,
                coalesce(m.battery_max_soc_pct, {settings.default_max_soc_pct}) AS max_soc_pct,
                coalesce(m.meter_type IN ('SUBMETER', 'DEVICE'), false) AS is_submeter,
-               p.price_usd_per_kwh, p.source AS price_source
+               p.price_usd_per_kwh, p.source AS price_source, p.price_p50_usd_per_kwh,
+               p.price_p75_usd_per_kwh, p.price_tail_usd_per_kwh, p.price_samples
         FROM load_forecast f
         JOIN meters m USING (meter_id)
         LEFT JOIN day_ahead_prices p
@@ -295,41 +302,45 @@ def build_bid_inputs(
     solve = ~whole_day.all(axis=1)
 
     per_meter = frame.group_by("meter_id", maintain_order=True).first()
-    tariff_rates, tariff_windows, tariff_charges, tariff_reasons = {}, {}, {}, {}
+    spec = fleet_spec(per_meter, book, settings)
     hour_starts = [start for start, _ in hours]
-    for code in per_meter["tariff_code"].unique().to_list():
-        tariff, reason = book.resolve(code)
-        tariff_rates[code] = tariff.energy_usd_per_kwh(hour_starts)
-        tariff_windows[code] = tariff.in_demand_window(hour_starts)
-        tariff_charges[code] = tariff.demand_charge_usd_per_kw_month
-        tariff_reasons[code] = (tariff.code, reason)
-    codes = per_meter["tariff_code"].to_list()
-    power = per_meter["power_kw"].to_numpy().astype(float)
-    energy = per_meter["energy_kwh"].to_numpy().astype(float)
-    submeter = per_meter["is_submeter"].to_numpy().astype(bool)
-    load = np.nan_to_num(frame["load_forecast_kw"].to_numpy().astype(float).reshape(-1, h))
-    load = np.where(submeter[:, None], 0.0, load)
-    price = np.nan_to_num(frame["price_usd_per_kwh"].to_numpy().astype(float).reshape(-1, h))
-    problem = BidProblem.build(
-        meter_ids,
-        h,
-        power_kw=power,
-        energy_kwh=energy,
-        load_kw=load,
-        price_usd_per_kwh=price,
-        energy_usd_per_kwh=np.stack([tariff_rates[c] for c in codes]),
-        demand_window=np.stack([tariff_windows[c] for c in codes]) & ~submeter[:, None],
-        demand_charge_usd_per_kw_month=np.array([tariff_charges[c] for c in codes]) * ~submeter,
-        month_to_date_peak_kw=per_meter["month_to_date_peak_kw"].to_numpy().astype(float),
-        soc_min_kwh=energy * per_meter["min_soc_pct"].to_numpy() / 100,
-        soc_max_kwh=energy * per_meter["max_soc_pct"].to_numpy() / 100,
-        round_trip_efficiency=settings.round_trip_efficiency,
+    problem = spec.problem(
+        hour_starts,
+        load_kw=frame["load_forecast_kw"].to_numpy().astype(float).reshape(-1, h),
+        price_usd_per_kwh=frame["price_usd_per_kwh"].to_numpy().astype(float).reshape(-1, h),
         can_bid=status == STATUS_BID,
-        exports_allowed=submeter,
-        self_use_allowed=~submeter,
+        month_to_date_peak_kw=per_meter["month_to_date_peak_kw"].to_numpy().astype(float),
     )
+    if settings.peak_load_z > 0:
+        # plan once on the forecast, then against a cautious load the battery could cover
+        first = np.full(len(meter_ids), np.inf)
+        first[solve] = optimize_batteries(
+            _subset(problem, solve), degradation_usd_per_kwh=settings.degradation_usd_per_kwh
+        ).billed_peak_kw
+        problem.peak_load_kw = cautious_peak_load(
+            problem.load_kw,
+            frame["load_spread_kw"].to_numpy().astype(float).reshape(-1, h),
+            settings.peak_load_z,
+            first,
+            problem.power_kw,
+            problem.demand_window,
+        )
     sub = _subset(problem, solve)
-    plan = optimize_batteries(sub)
+    plan = optimize_batteries(sub, degradation_usd_per_kwh=settings.degradation_usd_per_kwh)
+    candidates, survival = price_candidates(
+        frame["price_p50_usd_per_kwh"].to_numpy().astype(float),
+        frame["price_p75_usd_per_kwh"].to_numpy().astype(float),
+        frame["price_tail_usd_per_kwh"].to_list(),
+        frame["price_samples"].to_numpy(),
+    )
+    offered, offer_price = plan_offers(
+        plan,
+        sub,
+        candidates.reshape(len(meter_ids), h, -1)[solve],
+        survival.reshape(len(meter_ids), h, -1)[solve],
+        mode=settings.offer_mode,
+        premium=settings.premium,
+    )
     zeros = np.zeros((len(meter_ids), h))
 
     def full(values: np.ndarray) -> np.ndarray:
@@ -341,6 +352,9 @@ def build_bid_inputs(
     soc[~solve] = problem.initial_soc_kwh[~solve, None]
     peak = np.zeros(len(meter_ids))
     peak[solve] = plan.billed_peak_kw
+    # NULL where nothing extra is offered (inf) and for batteries that were not planned
+    extra_price = np.full(zeros.shape, np.nan)
+    extra_price[solve] = np.where(np.isfinite(offer_price), offer_price, np.nan)
     stg = frame.select(
         pl.lit(day).alias("trading_day"),
         "meter_id",
@@ -349,16 +363,14 @@ def build_bid_inputs(
         "status",
         "load_zone",
         "tariff_code",
-        pl.Series(
-            "tariff_used", [tariff_reasons[c][0] for c in codes for _ in range(h)], pl.String
-        ),
-        pl.Series(
-            "tariff_problem", [tariff_reasons[c][1] for c in codes for _ in range(h)], pl.String
-        ),
+        pl.Series("tariff_used", [t.code for t in spec.tariffs for _ in range(h)], pl.String),
+        pl.Series("tariff_problem", [r for r in spec.tariff_problems for _ in range(h)], pl.String),
         "is_submeter",
         "power_kw",
         "energy_kwh",
         "load_forecast_kw",
+        "load_spread_kw",
+        pl.Series("peak_load_kw", problem.peak_load_kw.ravel()),
         "price_usd_per_kwh",
         "price_source",
         pl.Series("energy_usd_per_kwh", problem.energy_usd_per_kwh.ravel()),
@@ -369,8 +381,10 @@ def build_bid_inputs(
         pl.Series("planned_market_kw", full(plan.market_discharge_kw).ravel()),
         pl.Series("planned_soc_kwh", soc.ravel()),
         pl.Series("reserve_kw", full(plan.reserve_kw).ravel()),
-        pl.Series("available_kw", full(plan.available_kw).ravel()),
+        pl.Series("peak_reserve_kwh", full(plan.peak_reserve_kwh).ravel()),
+        pl.Series("available_kw", full(offered).ravel()),
         pl.Series("opportunity_cost_usd_per_kwh", full(plan.opportunity_cost_usd_per_kwh).ravel()),
+        pl.Series("offer_price_usd_per_kwh", extra_price.ravel(), nan_to_null=True),
         pl.lit(datetime.now(UTC)).alias("computed_at"),
     )
     stage_frame(conn, "stg_bid_inputs", stg)
@@ -396,12 +410,13 @@ def _subset(problem: BidProblem, mask: np.ndarray) -> BidProblem:
     )
 
 
-def curves_for_day(conn: duckdb.DuckDBPyConnection, day: date, premium: float) -> list[dict]:
+def curves_for_day(conn: duckdb.DuckDBPyConnection, day: date) -> list[dict]:
     """One bid per battery and hour of ``day`` from ``bid_inputs`` (empty curve = cancel),
     each with its inputs (``_inputs``) for the pipeline's own checks."""
     rows = conn.sql(
         "SELECT meter_id, hour_start, hour_end, status, available_kw, planned_market_kw, "
-        "opportunity_cost_usd_per_kwh, price_usd_per_kwh FROM bid_inputs "
+        "opportunity_cost_usd_per_kwh, price_usd_per_kwh, offer_price_usd_per_kwh "
+        "FROM bid_inputs "
         f"WHERE trading_day = '{day.isoformat()}' ORDER BY meter_id, hour_start"
     ).pl()
     bids = []
@@ -413,7 +428,7 @@ def curves_for_day(conn: duckdb.DuckDBPyConnection, day: date, premium: float) -
                 planned_market_kw=row["planned_market_kw"],
                 opportunity_cost_usd_per_kwh=row["opportunity_cost_usd_per_kwh"],
                 price_forecast_usd_per_kwh=row["price_usd_per_kwh"] or 0.0,
-                premium=premium,
+                extra_price_usd_per_kwh=row["offer_price_usd_per_kwh"],
             )
         bids.append(
             {
@@ -433,12 +448,12 @@ def build_and_submit_bids(
     client: LeapClient,
     *,
     now: datetime | None = None,
-    settings: BidSettings = BidSettings(),
+    settings: BidSettings = DEFAULT_SETTINGS,
 ) -> tuple[dict, SubmissionReport]:
     """Curves for the day, checked against Leap's rules and the bid inputs, submitted, and
     recorded in ``bids``. Raises :class:`BidValidationError` (nothing sent) on any problem."""
     now = now or datetime.now(UTC)
-    drafts = curves_for_day(conn, day, settings.premium)
+    drafts = curves_for_day(conn, day)
     payload = [{k: v for k, v in b.items() if k != "_inputs"} for b in drafts]
     own = check_against_inputs(
         payload, {(b["meter_id"], b["start_time"]): b["_inputs"] for b in drafts}

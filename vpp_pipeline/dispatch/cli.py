@@ -9,6 +9,9 @@ vpp send-test-dispatch --program CCA [--meter ID ...] [--level meter|group] [--r
 vpp dispatch-status [--limit 20]                     site commands still owed to site controllers
                                                      (failed, stranded, in flight), then recent events
                                                      and the state of their site commands
+vpp ops-init                                         create the ops store (VPP_OPS_DB_URL, else
+                                                     VPP_OPS_DB_PATH) if there is none, else upgrade
+                                                     it; prints its backend, store id and schema
 """
 
 from __future__ import annotations
@@ -100,12 +103,26 @@ def _print_undelivered(store) -> None:
         )
 
 
+def _cmd_ops_init(args: argparse.Namespace) -> int:
+    from vpp_pipeline.ops import OpsStore
+
+    store = OpsStore.initialize()
+    state = "created" if store.created else "exists"
+    print(
+        f"ops store {store.display}: {state}; backend {store.backend}, store id {store.store_id},"
+        f" schema version {store.schema_version}, {store.max_inbox_id()} inbox rows"
+    )
+    if store.created:
+        print(f"  pin it for every process with VPP_OPS_STORE_ID={store.store_id}")
+    return 0
+
+
 def _cmd_dispatch_status(args: argparse.Namespace) -> int:
     from vpp_pipeline.ops import OpsStore
 
     store = OpsStore()
     events = store.recent_events(args.limit)
-    print(f"ops store {store.path}: {store.max_inbox_id()} inbox rows")
+    print(f"ops store {store.display} (store {store.store_id}): {store.max_inbox_id()} inbox rows")
     _print_undelivered(store)
     if not events:
         print("no dispatch events yet")
@@ -158,3 +175,8 @@ def add_dispatch_commands(sub) -> None:
     )
     status.add_argument("--limit", type=int, default=20)
     status.set_defaults(func=_cmd_dispatch_status)
+
+    init = sub.add_parser(
+        "ops-init", help="create the ops store if there is none (else upgrade it) and show its id"
+    )
+    init.set_defaults(func=_cmd_ops_init)

@@ -1,4 +1,4 @@
-"""Delivery of site commands to site controllers (GUIDE section 7), with retries and backoff (tenacity).
+"""Delivery of site commands to site controllers (docs/site-controller.md), with retries and backoff (tenacity).
 
 ``PUT {base}/v1/sites/{meter_id}/schedules/{schedule_id}`` with the schedule JSON, or ``DELETE`` on the same
 path (404 counts as done), header ``Authorization: Bearer {token}``; any 2xx is accepted. Timeouts,

@@ -82,6 +82,7 @@ def run_dispatch_demo(
     with ExitStack() as stack:
         if ops_db_path is None:
             ops_db_path = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "ops.sqlite"
+        store = OpsStore.initialize(ops_db_path)  # the demo owns its store: made here if new
         if instance is None:
             instance = stack.enter_context(dg.instance_for_test())
         key = "demo-webhook-key"
@@ -117,7 +118,6 @@ def run_dispatch_demo(
             tags={"dagster/run_key": requests[0].run_key},
         )
         summary = run.output_for_node("process_dispatch_inbox") if run.success else None
-        store = OpsStore(ops_db_path)
         inbox = store.inbox()
         received_unix = (
             _unix(inbox[-1].received_at) if inbox else started

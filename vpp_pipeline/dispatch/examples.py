@@ -135,3 +135,48 @@ def meter_notification(
         "communication_test": False,
         "meter_dispatches": [{"meter_id": meter_id, "timeslots": [slot]}],
     }
+
+
+def event_names_frame():
+    """Leap's names of its program events (the examples' names) as a frame for SQL:
+    ``program_identifier``, ``dispatch_event_types`` (sorted; NULL = the program's market
+    prefix only, e.g. ``CAISO - CCA``) and ``event_name``. An event whose program and event
+    types match an example exactly takes its name ("CAISO - CCA Market Award"); otherwise the
+    prefix and its event types ("CAISO - CCA hour-ahead")."""
+    import polars as pl
+
+    rows = {}
+    for e in (*EXAMPLES, COMBINED_CCA):
+        program = e.programs[0]
+        rows[(program, tuple(sorted(e.dispatch_event_types)))] = e.name
+        rows.setdefault((program, None), f"{e.name.split(' - ')[0]} - {program}")
+    return pl.DataFrame(
+        [
+            {
+                "program_identifier": p,
+                "dispatch_event_types": list(t) if t else None,
+                "event_name": n,
+            }
+            for (p, t), n in rows.items()
+        ],
+        schema={
+            "program_identifier": pl.String,
+            "dispatch_event_types": pl.List(pl.String),
+            "event_name": pl.String,
+        },
+    )
+
+
+def leap_event_name(
+    programs: list[str] | tuple[str, ...], event_types: list[str] | tuple[str, ...]
+) -> str:
+    """Leap's name of a program event (see :func:`event_names_frame`), in Python."""
+    program = programs[0] if programs else "?"
+    prefix = None
+    for e in (*EXAMPLES, COMBINED_CCA):
+        if e.programs[0] != program:
+            continue
+        if sorted(e.dispatch_event_types) == sorted(event_types):
+            return e.name
+        prefix = prefix or f"{e.name.split(' - ')[0]} - {program}"
+    return f"{prefix or program} {'+'.join(event_types)}".strip()

@@ -54,9 +54,9 @@ def _ts(text: str | None) -> datetime | None:
 def frames(store: OpsStore) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(events, actions) frames with the mirror's column names and types."""
     with store.session(write=False) as s:
-        event_rows = s.rows("SELECT * FROM dispatch_events ORDER BY event_key")
-        action_rows = s.rows("SELECT * FROM dispatch_actions ORDER BY action_id")
-        attempt_rows = s.rows("SELECT * FROM dispatch_attempts ORDER BY action_id, attempt")
+        event_rows = s.events()
+        action_rows = s.actions()
+        attempt_rows = s.attempts()
         meters = {m for r in event_rows for m in json.loads(r["meter_ids"])}
         sites = s.sites(meters)
     events = []

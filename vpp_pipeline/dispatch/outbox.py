@@ -1,4 +1,4 @@
-"""The outbox: site commands on their way to the site controllers (GUIDE sections 5 and 7).
+"""The outbox: site commands on their way to the site controllers (docs/dispatch.md, docs/site-controller.md).
 
 :func:`deliver_actions` sends planned commands (PUT/DELETE) and records every attempt. A command can still
 end up not delivered:
@@ -155,8 +155,8 @@ def classify(rows: Iterable[dict], now: datetime, policy: RetryPolicy) -> list[U
 def find_undelivered(
     store: OpsStore, now: datetime | None = None, policy: RetryPolicy = DEFAULT_RETRY_POLICY
 ) -> list[UndeliveredCommand]:
-    """Every command owed to a site controller, as of ``now`` (read only; one cheap SQLite query, safe
-    from a sensor)."""
+    """Every command owed to a site controller, as of ``now`` (read only; one cheap query, safe from a
+    sensor)."""
     return classify(store.undelivered_actions(), now or datetime.now(UTC), policy)
 
 
@@ -324,10 +324,7 @@ def _deliver_one(store: OpsStore, client: SiteControllerClient, action: dict) ->
     with store.session() as s:
         s.finish_action(action["action_id"], status, datetime.now(UTC))
         if result.delivered and action["command"] == "put":
-            # stores written before the outbox marked a failed PUT's schedule 'failed': it is held now
-            s.conn.execute(
-                "UPDATE site_schedules SET state = 'active' WHERE meter_id = ? AND schedule_id = ?"
-                " AND state = 'failed' AND payload_sha256 = ?",
-                (action["meter_id"], action["schedule_id"], payload_hash(action["payload"])),
+            s.mark_schedule_held(
+                action["meter_id"], action["schedule_id"], payload_hash(action["payload"])
             )
     return status

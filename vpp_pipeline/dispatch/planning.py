@@ -1,6 +1,6 @@
 """Dispatch planning: dispatch events -> the schedules each site controller should hold (pure; no I/O).
 
-Rules (GUIDE section 5, Leap's dispatch docs):
+Rules (docs/dispatch.md, Leap's dispatch docs):
 
 - a meter's share of a group event is proportional to its nomination in force at the event start for the
   event's programs (equal shares when no member has one); unknown meters get no share and are reported;
@@ -199,7 +199,7 @@ def plan_meter(shares: list[MeterShare], now: datetime) -> list[Schedule]:
 
 
 def schedule_payload(share: MeterShare, start: datetime, end: datetime) -> dict:
-    """The site-controller contract body (GUIDE section 7)."""
+    """The site-controller contract body (docs/site-controller.md)."""
     slot = share.event["timeslot"]
     return {
         "start_time": _z(start),

@@ -11,21 +11,28 @@ from vpp_pipeline.dispatch.delivery import (
     SiteControllerClient,
 )
 from vpp_pipeline.dispatch.outbox import DEFAULT_RETRY_POLICY, RetryPolicy
-from vpp_pipeline.ops import DEFAULT_OPS_DB_PATH, OpsStore
+from vpp_pipeline.ops import DEFAULT_OPS_DB_PATH, OpsStore, is_postgres
 from vpp_pipeline.resources import env_or_default
 
 
 class OpsStoreResource(dg.ConfigurableResource):
-    """The SQLite ops store (``VPP_OPS_DB_PATH``, default ``data/ops.sqlite``)."""
+    """The ops store: PostgreSQL when ``url`` (``postgresql://...``, from ``VPP_OPS_DB_URL`` as a
+    ``dg.EnvVar``: it may hold a password) is set, else the SQLite file ``path`` (``VPP_OPS_DB_PATH``,
+    default ``data/ops.sqlite``). :meth:`store` opens it and checks it (never creates one)."""
 
     path: str = DEFAULT_OPS_DB_PATH
+    url: str = ""
+
+    @property
+    def location(self) -> str:
+        return self.url or self.path
 
     def store(self) -> OpsStore:
-        return OpsStore(self.path)
+        return OpsStore(self.location)
 
 
 class SiteControllerResource(dg.ConfigurableResource):
-    """The site controllers' HTTP API (GUIDE section 7); ``token`` is a Bearer token (``dg.EnvVar``).
+    """The site controllers' HTTP API (docs/site-controller.md); ``token`` is a Bearer token (``dg.EnvVar``).
 
     ``timeout_s``, ``max_attempts`` and ``backoff_*_s`` shape one delivery; ``retry_*_s`` when an
     undelivered command is re-sent by a later run (see ``vpp_pipeline.dispatch.outbox.RetryPolicy``)."""
@@ -58,10 +65,17 @@ class SiteControllerResource(dg.ConfigurableResource):
         )
 
 
-def ops_store_resource(path: str | None = None) -> OpsStoreResource:
-    if path is not None:
-        return OpsStoreResource(path=str(path))
-    return OpsStoreResource(path=settings.env("VPP_OPS_DB_PATH", DEFAULT_OPS_DB_PATH))
+def ops_store_resource(location: str | None = None) -> OpsStoreResource:
+    """The resource for ``location`` (a SQLite path or a ``postgresql://`` URL), default the
+    environment (``VPP_OPS_DB_URL``, else ``VPP_OPS_DB_PATH``)."""
+    if location is not None:
+        if is_postgres(location):
+            return OpsStoreResource(url=str(location))
+        return OpsStoreResource(path=str(location))
+    path = settings.env("VPP_OPS_DB_PATH", DEFAULT_OPS_DB_PATH)
+    if settings.env("VPP_OPS_DB_URL", ""):
+        return OpsStoreResource(path=path, url=dg.EnvVar("VPP_OPS_DB_URL"))
+    return OpsStoreResource(path=path)
 
 
 def site_controller_resource() -> SiteControllerResource:

@@ -261,7 +261,9 @@ class LeapClient:
             ) from None
         except httpx.TransportError as exc:
             reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            raise LeapConnectionError(endpoint=endpoint, reason=reason, attempts=attempts) from exc
+            raise LeapConnectionError(
+                endpoint=endpoint, reason=reason, attempts=attempts, base_url=self.base_url
+            ) from exc
 
         if response.status_code >= 400 or response.status_code < 200:
             raise LeapApiError(

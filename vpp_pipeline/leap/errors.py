@@ -108,6 +108,13 @@ class LeapError(Exception):
     """Base class of every error the Leap client raises."""
 
 
+#: What to fix, named in the errors (the variables are read by ``vpp_pipeline.settings``).
+UNREACHABLE_HINT = (
+    "check LEAP_API_BASE_URL (unset = the local sandbox, which must be running: `vpp sandbox`)"
+)
+AUTH_HINT = "check LEAP_API_KEY (the API key for the Leap environment LEAP_API_BASE_URL names)"
+
+
 @dataclass
 class LeapApiError(LeapError):
     """Leap answered with an error status (after retries, where the status is retryable)."""
@@ -120,7 +127,13 @@ class LeapApiError(LeapError):
 
     def __str__(self) -> str:
         tries = f" after {self.attempts} attempts" if self.attempts > 1 else ""
-        return f"{self.endpoint} failed with HTTP {self.status}{tries}: {self.envelope.summary()}"
+        hint = f" [{self.reason_code}: {AUTH_HINT}]" if self.reason_code else ""
+        return f"{self.endpoint} failed with HTTP {self.status}{tries}: {self.envelope.summary()}{hint}"
+
+    @property
+    def reason_code(self) -> str | None:
+        """``LEAP_AUTH_REJECTED`` for 401/403 (the key is wrong or lacks access), else None."""
+        return "LEAP_AUTH_REJECTED" if self.status in (401, 403) else None
 
 
 @dataclass
@@ -130,9 +143,15 @@ class LeapConnectionError(LeapError):
     endpoint: str
     reason: str
     attempts: int = 1
+    base_url: str = ""
+    reason_code: str = "LEAP_UNREACHABLE"
 
     def __str__(self) -> str:
-        return f"{self.endpoint} got no response after {self.attempts} attempts: {self.reason}"
+        where = f" from {self.base_url}" if self.base_url else ""
+        return (
+            f"{self.endpoint} got no response after {self.attempts} attempts{where}: "
+            f"{self.reason} [{self.reason_code}: {UNREACHABLE_HINT}]"
+        )
 
 
 @dataclass

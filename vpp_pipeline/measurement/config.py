@@ -1,6 +1,6 @@
 """Measurement parameters (baselines, performance, flags, baseline accuracy), per program.
 
-Every number of GUIDE section 5 lives here with its documented default. A program may
+Every number of docs/methodology.md lives here with its documented default. A program may
 override any of them (and its weekday baseline method); programs without an override use
 the defaults. The resolved parameters are staged into DuckDB as the temp table
 ``measurement_parameters`` (one row per configured program plus the default row ``'*'``),

@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 
+from vpp_pipeline.dispatch.examples import event_names_frame
 from vpp_pipeline.measurement.config import MeasurementConfig
 from vpp_pipeline.measurement.nerc_holidays import holidays_frame
 from vpp_pipeline.warehouse import run_models, stage_frame
@@ -30,10 +31,12 @@ BASELINE_MODELS = (
 def stage_measurement_inputs(
     conn: duckdb.DuckDBPyConnection, config: MeasurementConfig, first_year: int, last_year: int
 ) -> None:
-    """Temp tables ``measurement_parameters``, ``nerc_holidays`` and ``market_timezones``."""
+    """Temp tables ``measurement_parameters``, ``nerc_holidays``, ``market_timezones`` and
+    ``leap_event_names``."""
     stage_frame(conn, "measurement_parameters", config.parameters_frame())
     stage_frame(conn, "nerc_holidays", holidays_frame(first_year, last_year))
     stage_frame(conn, "market_timezones", config.timezones_frame())
+    stage_frame(conn, "leap_event_names", event_names_frame())
 
 
 def _event_day_range(conn: duckdb.DuckDBPyConnection) -> tuple[date, date] | None:
@@ -80,7 +83,12 @@ def build_event_performance(
 ) -> None:
     """Rebuild ``event_performance`` from ``baselines`` as known at ``now`` (UTC-aware)."""
     stage_measurement_inputs(conn, config, now.year - 1, now.year + 1)
-    run_models(conn, "event_performance", now=now.astimezone(UTC))
+    run_models(
+        conn,
+        "event_performance",
+        now=now.astimezone(UTC),
+        default_timezone=config.default_timezone,
+    )
 
 
 def build_underperformers(

@@ -17,6 +17,12 @@ Per request, in order:
    ``{"status": "accepted", "inbox_id", "events", "unknown_meter_ids"}``. Unknown meters are accepted.
 
 The reply never waits for Dagster; the inbox sensor picks the row up.
+
+The store must exist when the app is built (``OpsStore``: a missing, emptied or replaced store is an
+error, never a new empty one). Every commit first checks that the location still holds the store opened
+at start (the same SQLite file, the same store id); when not, the delivery gets 503
+``STORE_UNAVAILABLE`` (Leap retries) and ``GET /healthz`` 503 with the store's reason code. ``/healthz``
+commits a small write through the same writer, so 200 means a delivery would be stored now.
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from starlette.routing import Route
 
 from vpp_pipeline import settings
 from vpp_pipeline.dispatch.notifications import NotificationError, meter_ids_of, parse_notification
-from vpp_pipeline.ops import OpsStore, iso
+from vpp_pipeline.ops import OpsStore, OpsStoreError, iso, ops_db_path
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,9 @@ DEFAULT_WEBHOOK_API_KEY = "local-webhook-key"
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 #: never stored: credentials and cookies
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
+HEALTHZ_TIMEOUT_S = 5.0
+#: a batch item that writes nothing but proves the store takes a write (``/healthz``)
+_CHECK = "check"
 
 
 @dataclass(frozen=True)
@@ -63,17 +72,25 @@ class ReceiverSettings:
     header_name: str = DEFAULT_HEADER_NAME
     signing_secret: str | None = None
     max_body_bytes: int = MAX_BODY_BYTES
+    #: the ops store: PostgreSQL when ``ops_db_url`` is set, else the SQLite file ``ops_db_path``
     ops_db_path: str | None = None
+    ops_db_url: str | None = None
+    #: ``/healthz`` answers 503 when its write to the store takes longer than this
+    healthz_timeout_s: float = HEALTHZ_TIMEOUT_S
+
+    @property
+    def ops_store(self) -> str | None:
+        """The ops store's location (URL or path), None for the environment's."""
+        return self.ops_db_url or self.ops_db_path
 
     @classmethod
     def from_env(cls) -> ReceiverSettings:
-        from vpp_pipeline.ops import ops_db_path
-
         return cls(
             api_key=settings.env("VPP_WEBHOOK_API_KEY", DEFAULT_WEBHOOK_API_KEY),
             header_name=settings.env("VPP_WEBHOOK_HEADER_NAME", DEFAULT_HEADER_NAME).lower(),
             signing_secret=settings.env("VPP_WEBHOOK_SIGNING_SECRET", "") or None,
             ops_db_path=str(ops_db_path()),
+            ops_db_url=settings.env("VPP_OPS_DB_URL", "") or None,
         )
 
 
@@ -108,6 +125,10 @@ class InboxCommitter:
         self._queue.put((kind, row, loop, future))
         return await future
 
+    async def check_write(self) -> None:
+        """Commit a write through the same writer and checks as a delivery (raises when it fails)."""
+        await self.commit(_CHECK, {})
+
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
@@ -130,15 +151,18 @@ class InboxCommitter:
                         self._queue.put(None)
                         break
                     batch.append(nxt)
+                rows = [(kind, row) for kind, row, _, _ in batch if kind != _CHECK]
                 try:
-                    ids = writer.append([(kind, row) for kind, row, _, _ in batch])
+                    ids = iter(writer.append(rows, check_write=len(rows) < len(batch)))
                 except Exception as exc:
-                    log.exception("inbox commit failed")
+                    log.error("inbox commit failed: %s: %s", type(exc).__name__, exc)
                     for _, _, loop, future in batch:
                         loop.call_soon_threadsafe(_set_exception, future, exc)
                     continue
-                for (_, _, loop, future), row_id in zip(batch, ids, strict=True):
-                    loop.call_soon_threadsafe(_set_result, future, row_id)
+                for kind, _, loop, future in batch:
+                    loop.call_soon_threadsafe(
+                        _set_result, future, None if kind == _CHECK else next(ids)
+                    )
                 self._refresh_known(writer)
         finally:
             writer.close()
@@ -216,7 +240,8 @@ def _verify_signature(verifier: Webhook, body: bytes, headers) -> Response | Non
 def create_receiver_app(config: ReceiverSettings | None = None) -> Starlette:
     """The receiver ASGI app (see the module docstring); ``config`` defaults to the environment."""
     config = config or ReceiverSettings.from_env()
-    store = OpsStore(config.ops_db_path)
+    # an existing store, checked: a missing, emptied or replaced one stops the receiver here
+    store = OpsStore(config.ops_store)
     expected_key = config.api_key.encode()
     header_name = config.header_name.lower()
     verifier = Webhook(config.signing_secret) if config.signing_secret else None
@@ -236,7 +261,26 @@ def create_receiver_app(config: ReceiverSettings | None = None) -> Starlette:
         return state["committer"]
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "ops_db": str(store.path)})
+        """200 only when a write through the delivery path commits to the store this receiver opened."""
+        about = {
+            "ops_store": store.display,
+            "store_id": store.store_id,
+            "schema_version": store.schema_version,
+        }
+        try:
+            await asyncio.wait_for(committer().check_write(), config.healthz_timeout_s)
+        except OpsStoreError as exc:
+            reason, detail = exc.reason_code, exc.detail
+        except TimeoutError:
+            reason = "OPS_STORE_NOT_WRITABLE"
+            detail = f"no write committed within {config.healthz_timeout_s} s (locked or slow)"
+        except Exception as exc:
+            reason, detail = "OPS_STORE_NOT_WRITABLE", f"{type(exc).__name__}: {exc}"
+        else:
+            return JSONResponse({"status": "ok", **about})
+        return JSONResponse(
+            {"status": "error", "reason_code": reason, "detail": detail, **about}, 503
+        )
 
     async def dispatch(request: Request) -> Response:
         received_at = datetime.now(UTC)
@@ -297,9 +341,12 @@ def create_receiver_app(config: ReceiverSettings | None = None) -> Starlette:
                     "body_sha256": hashlib.sha256(body).hexdigest(),
                 },
             )
-        except Exception:
+        except Exception as exc:
             # not stored: make Leap retry
-            return _problem(503, "STORE_UNAVAILABLE", "could not store the notification; retry")
+            why = exc.reason_code if isinstance(exc, OpsStoreError) else type(exc).__name__
+            return _problem(
+                503, "STORE_UNAVAILABLE", f"could not store the notification ({why}); retry"
+            )
         known = committer().known_meter_ids
         unknown = [m for m in meter_ids_of(payload) if m not in known] if known else []
         return JSONResponse(
@@ -311,10 +358,12 @@ def create_receiver_app(config: ReceiverSettings | None = None) -> Starlette:
             }
         )
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/healthz", healthz, methods=["GET"]),
             Route("/leap/dispatch", dispatch, methods=["POST"]),
         ],
         lifespan=lifespan,
     )
+    app.state.ops_store = f"{store.display} (store {store.store_id})"
+    return app

@@ -41,11 +41,12 @@ def serve_forever(
 ) -> None:
     """Serve in the foreground until interrupted. Prints the webhook URL and the ops store path."""
     config = config or ReceiverSettings.from_env()
+    app = create_receiver_app(config)  # opens and checks the ops store first: no port without it
     sock = bind_socket(host, port)
     bound = sock.getsockname()[1]
     print(
         f"vpp receiver on http://{host}:{bound}/leap/dispatch (auth header {config.header_name!r};"
-        f" signatures {'required' if config.signing_secret else 'off'}; ops store {config.ops_db_path})",
+        f" signatures {'required' if config.signing_secret else 'off'}; ops store {app.state.ops_store})",
         flush=True,
     )
-    serve_in_foreground(create_receiver_app(config), sock, **RECEIVER_UVICORN_OPTIONS)
+    serve_in_foreground(app, sock, **RECEIVER_UVICORN_OPTIONS)

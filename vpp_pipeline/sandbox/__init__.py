@@ -55,7 +55,9 @@ Sandbox-only admin endpoints (no auth; never faulted; not in the request log):
   at}]}`` (DELETE clears it);
 - ``POST /_sandbox/ground_truth/intervals`` (``{meter_ids, start, end}`` -> ``{"intervals": [{meter_id,
   interval_start, kwh, counterfactual_kwh, event_id}]}``), ``GET /_sandbox/ground_truth/events[?meter_id=]``
-  (``event_truth`` rows) and ``GET /_sandbox/ground_truth/response_profile`` (category per meter).
+  (``event_truth`` rows), ``GET /_sandbox/ground_truth/response_profile`` (category per meter) and
+  ``POST /_sandbox/ground_truth/site_load`` (``{meter_ids, start, end}`` -> hourly site load without the
+  battery, for the bid backtest; ``bid_truth``).
 
 Timestamps: meter/enrollment ``audit`` and delivery periods look like ``2000-01-23T04:56:07.000+00:00``;
 dispatch times and enrollment deadlines like ``2023-02-21T00:00:00.000Z``; participation preferences and

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from . import analytics_routes, bids, prices, search, webhooks
+from . import analytics_routes, bid_truth, bids, prices, search, webhooks
 from .errors import DISPATCH, METERS, ApiError, error_response
 from .faults import FaultRule
 from .state import SandboxState
@@ -235,6 +235,7 @@ def create_app(state: SandboxState) -> Starlette:
         *prices.price_routes(state),
         *bids.bid_routes(state),
         *analytics_routes.routes(state),
+        *bid_truth.truth_routes(state),
         *_admin_routes(state),
         *webhooks.webhook_routes(state),
         *state.extra_routes,

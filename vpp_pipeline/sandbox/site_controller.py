@@ -1,4 +1,4 @@
-"""A sandbox site controller (GUIDE section 7): records what it was told and fails on demand.
+"""A sandbox site controller (docs/site-controller.md): records what it was told and fails on demand.
 
 - ``PUT /v1/sites/{meter_id}/schedules/{schedule_id}``: JSON ``{start_time, end_time, target_kw, priority,
   is_voluntary, performance_compensation_cap, dry_run, revision}`` -> 200 ``{"status": "accepted"}``; the
