@@ -13,7 +13,7 @@ DuckDB.
 """
 
 import importlib.util
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -22,7 +22,7 @@ from dagster_duckdb import DuckDBResource
 from assets.checks import enum_check, sql_check, unique_check
 from vpp_pipeline import settings
 from vpp_pipeline.measurement import config as measurement_config
-from vpp_pipeline.measurement import models
+from vpp_pipeline.measurement import event_history, models
 from vpp_pipeline.measurement.dispatch_frames import (
     group_dispatch_frame,
     meter_dispatch_frame,
@@ -56,39 +56,54 @@ def _now() -> datetime:
 def dispatch_events(
     context: dg.AssetExecutionContext, leap: LeapResource, duckdb: DuckDBResource
 ) -> dg.MaterializeResult:
-    """One row per meter event (group events split per member meter in proportion to their
-    nomination_kw), from POST /v2/dispatch/{meter,group}/search over the last
-    ``dispatch_lookback_days`` (default 120) to ``dispatch_lookahead_days`` ahead, real-time
-    events included; the ops-store mirror ``ops_dispatch_events`` wins where it exists.
-    Times UTC; energy/nomination/committed in kW."""
+    """Every meter event ever read, one row each (group events split per member meter in
+    proportion to their nomination_kw), latest revision winning, with first/last seen (UTC)
+    and revision count. Each refresh reads POST /v2/dispatch/{meter,group}/search from
+    ``dispatch_lookback_days`` back (the first run: ``dispatch_backfill_days``) to
+    ``dispatch_lookahead_days`` ahead, real-time events included, plus the ops-store mirror
+    ``ops_dispatch_events`` (which wins where it holds an event), and merges that into the
+    stored rows; events outside the window keep theirs. Times UTC; kW for energy,
+    nomination and committed."""
     config = measurement_config.load_measurement_config()
     now = _now()
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
-        days=config.dispatch_lookback_days
-    )
-    end = now + timedelta(days=config.dispatch_lookahead_days)
+    with duckdb.get_connection() as conn:
+        backfill = not event_history.has_history(conn)
+    window = event_history.read_window(config, now, backfill)
     with leap.client() as client:
-        meter_records = client.search_meter_dispatches(start, end, exclude_real_time_events=False)
-        group_records = client.search_group_dispatches(start, end, exclude_real_time_events=False)
+        meter_records = client.search_meter_dispatches(
+            window.start, window.end, exclude_real_time_events=False
+        )
+        group_records = client.search_group_dispatches(
+            window.start, window.end, exclude_real_time_events=False
+        )
     with duckdb.get_connection() as conn:
         stage_frame(conn, "stg_meter_dispatch_slots", meter_dispatch_frame(meter_records, now))
         stage_frame(conn, "stg_group_dispatch_slots", group_dispatch_frame(group_records, now))
         mirrored = stage_ops_dispatch_events(conn)
-        run_models(conn, "dispatch_events")
-        rows = row_count(conn, "dispatch_events")
+        counts = event_history.merge_dispatch_reads(conn, window, now)
         preview = preview_markdown(
             conn,
-            "SELECT source, cancelled, is_test, count(*) AS events, "
+            "SELECT first_seen_via, source, cancelled, is_test, count(*) AS events, "
             "count(market_group_event_id) AS from_groups FROM dispatch_events "
             "GROUP BY ALL ORDER BY ALL",
             limit=20,
         )
-    context.log.info(f"{rows} meter events ({'with' if mirrored else 'without'} ops mirror)")
+    context.log.info(
+        f"{counts['total']} meter events kept, {counts['read']} read "
+        f"({'backfill' if backfill else 'refresh'} from {window.start:%Y-%m-%d}), "
+        f"{counts['new']} new, {counts['new_versions']} new versions "
+        f"({'with' if mirrored else 'without'} ops mirror)"
+    )
     return dg.MaterializeResult(
         metadata={
-            "rows": rows,
+            "rows": counts["total"],
+            "events_read": counts["read"],
+            "events_new": counts["new"],
+            "new_versions": counts["new_versions"],
+            "backfill": backfill,
             "ops_mirror_used": mirrored,
-            "window_start": start.isoformat(),
+            "window_start": window.start.isoformat(),
+            "window_end": window.end.isoformat(),
             "by_source": dg.MetadataValue.md(preview),
         }
     )
@@ -263,6 +278,22 @@ dispatch_events_enums = enum_check(
             "up-to-site-load",
         )
     },
+)
+dispatch_events_history = sql_check(
+    asset="dispatch_events",
+    table="dispatch_events",
+    name="dispatch_events_history_consistent",
+    description="Every row has been seen at least once: revision_count >= 1, "
+    "first_seen_at <= last_seen_at, and first_seen_via is one of "
+    f"{', '.join(event_history.SEEN_VIA)}.",
+    violations_sql=f"""
+        SELECT meter_event_id, first_seen_at, last_seen_at, revision_count, first_seen_via
+        FROM dispatch_events
+        WHERE revision_count IS NULL OR revision_count < 1 OR first_seen_at IS NULL
+            OR last_seen_at IS NULL OR first_seen_at > last_seen_at
+            OR first_seen_via IS NULL
+            OR first_seen_via NOT IN ({", ".join(f"'{v}'" for v in event_history.SEEN_VIA)})
+    """,
 )
 baselines_unique = unique_check("baselines", "baselines", ["meter_event_id", "interval_start"])
 baselines_one_row_per_interval = sql_check(

@@ -1,97 +1,104 @@
--- dispatch_events: one row per meter event, for analysis (baselines, performance).
+-- dispatch_events: every meter event the pipeline has ever read, one row each, for analysis
+-- (baselines, performance). It accumulates: a refresh re-reads only its window
+-- (VPP_DISPATCH_LOOKBACK_DAYS back, the lookahead ahead) and merges that read into the
+-- stored rows; an event outside the window keeps the row it had, so its score stays and its
+-- day stays excluded from later baselines (docs/methodology.md, "Event history").
 --
--- Inputs (temp tables, see vpp_pipeline/measurement/dispatch_frames.py):
---   stg_meter_dispatch_slots  meter-level timeslots from POST /v2/dispatch/meter/search
---   stg_group_dispatch_slots  group-level timeslots (meter_ids = the group's members)
---   stg_ops_dispatch_events   the ops-store mirror (same columns as this table; may be empty)
---   nominations               nomination_kw per meter and program over [start_time, end_time)
+-- Inputs: dispatch_reads (temp, sql/dispatch_reads.sql: this refresh's read, one row per
+-- meter event) and the stored dispatch_events (created empty here on the first run);
+-- variable now (TIMESTAMPTZ, UTC: when the refresh ran).
 --
--- A group event becomes one row per member meter, id '<market_group_event_id>:<meter_id>'.
--- energy_kw and nomination_kw are split in proportion to the members' nomination_kw for the
--- event's program at its start, equally when any member's nomination is unknown (or all 0).
--- An ops-store row wins over a search row with the same meter_event_id (it is the
--- dispatch path's record of what was received and acted on).
+-- Merge rule, per meter_event_id:
+--   * not read now: the stored row, unchanged;
+--   * read now: the read replaces the stored row (latest revision wins: a later
+--     cancellation or update overwrites), unless the read carries an ops-store revision
+--     lower than the stored one (a stale copy; the stored row stays, last_seen_at moves);
+--   * revision_count counts the versions seen: +1 when the read's content (times, kW,
+--     flags, cancelled, ...) differs from the stored row's or its ops-store revision is
+--     higher. Re-reading the same version changes nothing but last_seen_at, and keeps the
+--     stored updated_at (search rows carry their fetch time, which is not a change).
+
+CREATE TABLE IF NOT EXISTS dispatch_events (
+    meter_event_id VARCHAR, market_group_event_id VARCHAR, market_group_id VARCHAR,
+    meter_id VARCHAR, programs VARCHAR[], start_time TIMESTAMPTZ, end_time TIMESTAMPTZ,
+    energy_kw DOUBLE, nomination_kw DOUBLE, committed_kw DOUBLE, priority INTEGER,
+    is_voluntary BOOLEAN, performance_compensation_cap VARCHAR, dispatch_event_types VARCHAR[],
+    cancelled BOOLEAN, is_test BOOLEAN, revision INTEGER, source VARCHAR, updated_at TIMESTAMPTZ
+);
+
+-- A table written before the history columns existed: adopt its rows as seen once, when
+-- they were last updated (the asset treats such a table as a first run and backfills).
+ALTER TABLE dispatch_events ADD COLUMN IF NOT EXISTS first_seen_at TIMESTAMPTZ;
+ALTER TABLE dispatch_events ADD COLUMN IF NOT EXISTS last_seen_at TIMESTAMPTZ;
+ALTER TABLE dispatch_events ADD COLUMN IF NOT EXISTS revision_count INTEGER;
+ALTER TABLE dispatch_events ADD COLUMN IF NOT EXISTS first_seen_via VARCHAR;
+UPDATE dispatch_events SET
+    first_seen_at = coalesce(first_seen_at, updated_at),
+    last_seen_at = coalesce(last_seen_at, updated_at),
+    revision_count = coalesce(revision_count, 1),
+    first_seen_via = coalesce(
+        first_seen_via, CASE WHEN source = 'search' THEN 'search' ELSE 'ops_store' END
+    )
+WHERE first_seen_at IS NULL;
 
 CREATE OR REPLACE TABLE dispatch_events AS
-WITH group_members AS (
-    SELECT g.*, unnest(g.meter_ids) AS member_meter_id, len(g.meter_ids) AS member_count
-    FROM stg_group_dispatch_slots g
-),
-member_nominations AS (
+WITH compared AS (
     SELECT
-        m.market_group_event_id,
-        m.member_meter_id,
-        max(n.nomination_kw) AS member_nomination_kw
-    FROM group_members m
-    LEFT JOIN nominations n
-        ON n.meter_id = m.member_meter_id
-        AND n.program_identifier = m.programs[1]
-        AND n.start_time <= m.start_time
-        AND (n.end_time IS NULL OR m.start_time < n.end_time)
-    GROUP BY ALL
+        r.meter_event_id,
+        coalesce(r.revision < s.revision, false) AS is_stale,
+        s.meter_event_id IS NULL
+            OR coalesce(r.revision > s.revision, false)
+            OR row(
+                r.market_group_event_id, r.market_group_id, r.meter_id, r.programs,
+                r.start_time, r.end_time, r.energy_kw, r.nomination_kw, r.priority,
+                r.is_voluntary, r.performance_compensation_cap, r.dispatch_event_types,
+                r.cancelled, r.is_test
+            ) IS DISTINCT FROM row(
+                s.market_group_event_id, s.market_group_id, s.meter_id, s.programs,
+                s.start_time, s.end_time, s.energy_kw, s.nomination_kw, s.priority,
+                s.is_voluntary, s.performance_compensation_cap, s.dispatch_event_types,
+                s.cancelled, s.is_test
+            ) AS is_new_version,
+        s.first_seen_at,
+        s.first_seen_via,
+        s.revision_count,
+        s.updated_at AS stored_updated_at
+    FROM dispatch_reads r
+    LEFT JOIN dispatch_events s USING (meter_event_id)
 ),
-member_shares AS (
+refreshed AS (
     SELECT
-        m.*,
-        mn.member_nomination_kw,
-        count(mn.member_nomination_kw) OVER w AS known_members,
-        sum(mn.member_nomination_kw) OVER w AS group_nomination_kw
-    FROM group_members m
-    JOIN member_nominations mn USING (market_group_event_id, member_meter_id)
-    WINDOW w AS (PARTITION BY m.market_group_event_id)
+        r.* EXCLUDE (read_via, updated_at),
+        CASE WHEN c.is_new_version THEN r.updated_at ELSE c.stored_updated_at END AS updated_at,
+        coalesce(c.first_seen_at, getvariable('now')) AS first_seen_at,
+        getvariable('now') AS last_seen_at,
+        coalesce(c.revision_count, 0) + CAST(c.is_new_version AS INTEGER) AS revision_count,
+        coalesce(c.first_seen_via, r.read_via) AS first_seen_via
+    FROM dispatch_reads r
+    JOIN compared c USING (meter_event_id)
+    WHERE NOT c.is_stale
 ),
-group_rows AS (
-    SELECT
-        market_group_event_id || ':' || member_meter_id AS meter_event_id,
-        * EXCLUDE (meter_ids, member_meter_id, member_count, member_nomination_kw,
-            known_members, group_nomination_kw, energy_kw, nomination_kw),
-        member_meter_id AS meter_id,
-        energy_kw * share AS energy_kw,
-        nomination_kw * share AS nomination_kw
-    FROM (
-        SELECT
-            *,
-            CASE
-                WHEN known_members = member_count AND group_nomination_kw > 0
-                    THEN member_nomination_kw / group_nomination_kw
-                ELSE 1.0 / member_count
-            END AS share
-        FROM member_shares
+kept AS (
+    SELECT s.* REPLACE (
+        CASE WHEN c.is_stale THEN getvariable('now') ELSE s.last_seen_at END AS last_seen_at
     )
+    FROM dispatch_events s
+    LEFT JOIN compared c USING (meter_event_id)
+    WHERE c.meter_event_id IS NULL OR c.is_stale
 ),
-search_rows AS (
-    SELECT *, 'search' AS source FROM stg_meter_dispatch_slots
+merged AS (
+    SELECT * FROM refreshed
     UNION ALL BY NAME
-    SELECT * EXCLUDE (share), 'search' AS source FROM group_rows
-),
-all_rows AS (
-    SELECT 1 AS precedence, * EXCLUDE (committed_kw) FROM stg_ops_dispatch_events
-    UNION ALL BY NAME
-    SELECT 2 AS precedence, * FROM search_rows
+    SELECT * FROM kept
 )
 SELECT
-    CAST(meter_event_id AS VARCHAR) AS meter_event_id,
-    CAST(market_group_event_id AS VARCHAR) AS market_group_event_id,
-    CAST(market_group_id AS VARCHAR) AS market_group_id,
-    CAST(meter_id AS VARCHAR) AS meter_id,
-    CAST(programs AS VARCHAR[]) AS programs,
-    CAST(start_time AS TIMESTAMPTZ) AS start_time,
-    CAST(end_time AS TIMESTAMPTZ) AS end_time,
-    CAST(energy_kw AS DOUBLE) AS energy_kw,
-    CAST(nomination_kw AS DOUBLE) AS nomination_kw,
-    CAST(coalesce(energy_kw, nomination_kw) AS DOUBLE) AS committed_kw,
-    CAST(priority AS INTEGER) AS priority,
-    CAST(is_voluntary AS BOOLEAN) AS is_voluntary,
-    CAST(performance_compensation_cap AS VARCHAR) AS performance_compensation_cap,
-    CAST(dispatch_event_types AS VARCHAR[]) AS dispatch_event_types,
-    CAST(cancelled AS BOOLEAN) AS cancelled,
-    CAST(coalesce(is_test, false) AS BOOLEAN) AS is_test,
-    CAST(revision AS INTEGER) AS revision,
-    CAST(source AS VARCHAR) AS source,
-    CAST(updated_at AS TIMESTAMPTZ) AS updated_at
-FROM all_rows
-QUALIFY row_number() OVER (
-    PARTITION BY meter_event_id
-    ORDER BY precedence, revision DESC NULLS LAST, updated_at DESC NULLS LAST
-) = 1
+    meter_event_id, market_group_event_id, market_group_id, meter_id, programs,
+    start_time, end_time, energy_kw, nomination_kw, committed_kw, priority, is_voluntary,
+    performance_compensation_cap, dispatch_event_types, cancelled, is_test, revision, source,
+    updated_at,
+    CAST(first_seen_at AS TIMESTAMPTZ) AS first_seen_at,
+    CAST(last_seen_at AS TIMESTAMPTZ) AS last_seen_at,
+    CAST(revision_count AS INTEGER) AS revision_count,
+    CAST(first_seen_via AS VARCHAR) AS first_seen_via
+FROM merged
 ORDER BY start_time, meter_id, meter_event_id;

@@ -138,19 +138,30 @@ def dispatch_windows(
 
 
 def merge_recipients(records: list[M]) -> list[M]:
-    """One record per meter / market group: Leap may continue a recipient's timeslots on the
-    next page or window. Timeslots are de-duplicated by event id, the later copy winning."""
-    merged: dict[str, M] = {}
+    """One record per meter, and per market group and member list: Leap may continue a
+    recipient's timeslots on the next page or window. A group's records merge only when
+    their ``meter_ids`` agree, because the members listed are the ones its timeslots are
+    split across, and members change over a long read (a first run's backfill spans a year).
+    Each timeslot is kept once, by event id, the later copy winning (in the later record)."""
+    records_by_key: dict[Any, M] = {}
+    slots: dict[str, tuple[Any, Any]] = {}  # event id -> (record key, timeslot)
     for record in records:
-        key = getattr(record, "meter_id", None) or record.market_group_id
-        if key not in merged:
-            merged[key] = record.model_copy(deep=True)
-            continue
-        target = merged[key]
-        slots = {_event_id(t): t for t in target.timeslots}
-        slots.update({_event_id(t): t for t in record.timeslots})
-        target.timeslots = list(slots.values())
-    return list(merged.values())
+        meter_id = getattr(record, "meter_id", None)
+        key = meter_id or (record.market_group_id, tuple(record.meter_ids))
+        if key not in records_by_key:
+            records_by_key[key] = record.model_copy(deep=True)
+        for timeslot in record.timeslots:
+            slots[_event_id(timeslot)] = (key, timeslot)
+    kept: dict[Any, list[Any]] = {key: [] for key in records_by_key}
+    for key, timeslot in slots.values():
+        kept[key].append(timeslot)
+    merged = []
+    for key, target in records_by_key.items():
+        had_slots = bool(target.timeslots)
+        target.timeslots = kept[key]
+        if target.timeslots or not had_slots:
+            merged.append(target)
+    return merged
 
 
 def _event_id(timeslot: Any) -> str:

@@ -114,9 +114,18 @@ class MeasurementConfig:
     #: Time zone of ``interval_reads.local_date`` (``VPP_MARKET_TIMEZONE``; meters in this
     #: zone use that column directly) and of the ``underperformers`` partitions.
     interval_local_timezone: str = field(default_factory=settings.market_timezone)
-    #: Dispatch events are fetched from ``now - lookback`` to ``now + lookahead`` days.
+    #: Each refresh of ``dispatch_events`` re-reads events from ``now - lookback`` to
+    #: ``now + lookahead`` days and merges them into the history it keeps; the first run
+    #: reads ``backfill`` days back (docs/methodology.md, "Event history").
     dispatch_lookback_days: int = 120
     dispatch_lookahead_days: int = 7
+    dispatch_backfill_days: int = 400
+
+    def __post_init__(self) -> None:
+        for name in ("dispatch_lookback_days", "dispatch_lookahead_days", "dispatch_backfill_days"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a whole number of days >= 0, got {value!r}")
 
     def for_program(self, program: str | None) -> MeasurementParameters:
         """The resolved parameters of ``program`` (defaults when it has no override).
@@ -166,6 +175,7 @@ def config_from_dict(data: dict[str, Any]) -> MeasurementConfig:
             "interval_local_timezone",
             "dispatch_lookback_days",
             "dispatch_lookahead_days",
+            "dispatch_backfill_days",
         )
         if k in data
     }
@@ -175,12 +185,27 @@ def config_from_dict(data: dict[str, Any]) -> MeasurementConfig:
     return config
 
 
+#: Environment variables that override a field of the config (whole days).
+DAY_SETTINGS = {
+    "VPP_DISPATCH_LOOKBACK_DAYS": "dispatch_lookback_days",
+    "VPP_DISPATCH_BACKFILL_DAYS": "dispatch_backfill_days",
+}
+
+
 def load_measurement_config() -> MeasurementConfig:
     """The config from ``VPP_MEASUREMENT_CONFIG`` (a JSON file), or the defaults.
-    ``VPP_DISPATCH_LOOKBACK_DAYS`` overrides the dispatch lookback (default 120)."""
+    ``VPP_DISPATCH_LOOKBACK_DAYS`` overrides how far each dispatch refresh re-reads (default
+    120) and ``VPP_DISPATCH_BACKFILL_DAYS`` how far the first one reads (default 400)."""
     path = settings.env("VPP_MEASUREMENT_CONFIG", "")
     data: dict[str, Any] = json.loads(Path(path).read_text()) if path else {}
-    lookback = settings.env("VPP_DISPATCH_LOOKBACK_DAYS", "")
-    if lookback:
-        data["dispatch_lookback_days"] = int(lookback)
+    for variable, key in DAY_SETTINGS.items():
+        text = settings.env(variable, "")
+        if not text:
+            continue
+        try:
+            data[key] = int(text)
+        except ValueError:
+            data[key] = -1
+        if data[key] < 0:
+            raise ValueError(f"{variable} must be a whole number of days >= 0, got {text!r}")
     return config_from_dict(data)
