@@ -202,10 +202,8 @@ def load_measurement_config() -> MeasurementConfig:
         text = settings.env(variable, "")
         if not text:
             continue
-        try:
-            data[key] = int(text)
-        except ValueError:
-            data[key] = -1
-        if data[key] < 0:
+        days = int(text) if text.strip().lstrip("-").isdigit() else None
+        if days is None or days < 0:
             raise ValueError(f"{variable} must be a whole number of days >= 0, got {text!r}")
+        data[key] = days
     return config_from_dict(data)
