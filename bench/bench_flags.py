@@ -9,9 +9,9 @@ flags of yesterday are compared with ``response_profile`` (good / partial / none
 confusion matrix, precision and recall of the performance flags (LOW_PERFORMANCE,
 NO_RESPONSE: right on partial and none meters) and of MISSING_DATA (right on gaps meters),
 per seed, response category and load type (site archetype). Time to flag: the flags are
-also computed for every as-of day of the flag window; for each under-responding meter
-flagged on the last day, the days from its first committed, non-voluntary event to the
-first as-of day it carried a performance flag.
+also computed for every as-of day of the history; for each under-responding meter flagged
+on the last day, the days from its first event the flags judge to the first as-of day it
+carried a performance flag.
 
     .venv/bin/python bench/bench_flags.py --seeds 1 2 3 4 5 --meters 40 72 100 60 120 --days 180
 """
@@ -88,9 +88,9 @@ def load_interval_reads(conn: duckdb.DuckDBPyConnection, sandbox: SandboxServer,
     return frame.height
 
 
-def time_to_flag(conn, truth: dict[str, str], last_as_of) -> list[int]:
+def time_to_flag(conn, truth: dict[str, str], last_as_of, group_events: bool) -> list[int]:
     """Days from each flagged under-responder's first committed, non-voluntary event in the
-    data to the first as-of day it carried a performance flag."""
+    data (one the flags judge) to the first as-of day it carried a performance flag."""
     under = [m for m, c in truth.items() if c in UNDER_RESPONDING]
     rows = conn.execute(
         """
@@ -105,6 +105,8 @@ def time_to_flag(conn, truth: dict[str, str], last_as_of) -> list[int]:
             SELECT meter_id, min(CAST(timezone($tz, event_start) AS DATE)) AS first_event
             FROM event_performance
             WHERE status = 'scored' AND committed_kw > 0 AND NOT is_voluntary
+                AND NOT list_contains(dispatch_event_types, '5m')
+                AND (market_group_event_id IS NULL OR $group_events)
             GROUP BY meter_id
         )
         SELECT f.first_flagged - e.first_event
@@ -114,7 +116,7 @@ def time_to_flag(conn, truth: dict[str, str], last_as_of) -> list[int]:
             WHERE as_of_date = $last AND list_has_any(reason_codes, ['LOW_PERFORMANCE', 'NO_RESPONSE'])
         )
         """,
-        {"under": under, "tz": TZ, "last": last_as_of},
+        {"under": under, "tz": TZ, "last": last_as_of, "group_events": group_events},
     ).fetchall()
     return sorted(int(r[0]) for r in rows)
 
@@ -152,11 +154,20 @@ def run_seed(seed: int, meters: int, days: int, flag_days: int) -> dict:
         pipeline_s = time.perf_counter() - t0
         for back in range(flag_days - 1, -1, -1):
             models.build_underperformers(conn, config, last_as_of - timedelta(days=back))
-        quality = flag_quality(conn, truth, last_as_of, archetypes, TZ)
+        quality = flag_quality(
+            conn,
+            truth,
+            last_as_of,
+            archetypes,
+            TZ,
+            window_days=config.defaults.flag_window_days,
+            min_events=config.defaults.low_performance_min_events,
+            group_events=config.defaults.flag_group_events,
+        )
         statuses = dict(
             conn.execute("SELECT status, count(*) FROM event_performance GROUP BY ALL").fetchall()
         )
-        delays = time_to_flag(conn, truth, last_as_of)
+        delays = time_to_flag(conn, truth, last_as_of, config.defaults.flag_group_events)
     return {
         "seed": seed,
         "meters": meters,
@@ -181,30 +192,36 @@ def main() -> None:
     parser.add_argument("--meters", type=int, nargs="+", default=[40, 72, 100, 60, 120])
     parser.add_argument("--days", type=int, default=180, help="days of dispatch history and reads")
     parser.add_argument(
-        "--flag-days", type=int, default=90, help="as-of days computed (time to flag)"
+        "--flag-days", type=int, default=None, help="as-of days computed (default: --days)"
     )
     args = parser.parse_args()
     sizes = (args.meters * len(args.seeds))[: len(args.seeds)]
-    results = [
-        run_seed(s, n, args.days, args.flag_days) for s, n in zip(args.seeds, sizes, strict=True)
-    ]
+    flag_days = args.flag_days or args.days
+    results = [run_seed(s, n, args.days, flag_days) for s, n in zip(args.seeds, sizes, strict=True)]
     for r in results:
         print(json.dumps(r, default=str))
     print()
     print(
-        "seed meters | TP FP FN TN | perf precision recall | MISSING_DATA tp fp fn precision | inconclusive"
+        "seed meters judged | TP FP FN  TN | prec  recall | >=2 events: judged TP FP FN prec  recall"
+        " | MISSING_DATA tp fp fn prec | inconclusive | days to flag median max"
     )
+
+    def fmt(x):
+        return "-" if x is None else f"{x:.2f}"
+
     for r in results:
-        c, md = r["confusion"], r["missing_data"]
+        c, md, two = r["confusion"], r["missing_data"], r["with_min_events"]
+        c2 = two["confusion"]
         inconclusive = sum(v["inconclusive"] for v in r["per_category"].values())
-
-        def fmt(x):
-            return "-" if x is None else f"{x:.2f}"
-
+        ttf = r["time_to_flag_days"]
         print(
-            f"{r['seed']:>4} {r['meters']:>6} | {c['tp']:>2} {c['fp']:>2} {c['fn']:>2} {c['tn']:>3} | "
-            f"{fmt(r['performance_precision']):>14} {fmt(r['performance_recall']):>6} | "
-            f"{md['tp']:>6} {md['fp']:>2} {md['fn']:>2} {fmt(r['missing_data_precision']):>9} | {inconclusive}"
+            f"{r['seed']:>4} {r['meters']:>6} {r['meters_judged']:>6} | {c['tp']:>2} {c['fp']:>2} "
+            f"{c['fn']:>2} {c['tn']:>3} | {fmt(r['performance_precision']):>4} "
+            f"{fmt(r['performance_recall']):>6} | {two['meters_judged']:>18} {c2['tp']:>2} "
+            f"{c2['fp']:>2} {c2['fn']:>2} {fmt(two['performance_precision']):>4} "
+            f"{fmt(two['performance_recall']):>6} | {md['tp']:>15} {md['fp']:>2} {md['fn']:>2} "
+            f"{fmt(r['missing_data_precision']):>4} | {inconclusive:>12} | "
+            f"{ttf['median']!s:>19} {ttf['max']!s:>3}"
         )
 
 

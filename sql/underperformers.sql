@@ -17,7 +17,8 @@
 --                                data problem: such an event is never judged on performance;
 --               INCONCLUSIVE     (not a flag; flagged = false) no performance flag, and the
 --                                pooled bounds straddle low_performance_factor with a band
---                                wider than inconclusive_band.
+--                                wider than inconclusive_band, or lie below it over fewer
+--                                than low_performance_min_events judged events.
 -- Pooled performance = sum(delivered_kw_uncapped - placebo_bias_kw) / sum(expected_kw), its
 -- half width sqrt(sum(half width_i ^ 2)) / sum(expected_kw) (events' errors independent);
 -- expected_kw is committed_kw except for battery submeters (what the battery can deliver).
@@ -49,7 +50,8 @@ events AS (
             AND NOT coalesce(p.is_voluntary, false)
             AND p.event_window_completeness >= pr.missing_data_completeness
             AND p.delivered_kw_low IS NOT NULL
-            AND (pr.flag_real_time_events OR NOT list_contains(p.dispatch_event_types, '5m')) AS is_judged,
+            AND (pr.flag_real_time_events OR NOT list_contains(p.dispatch_event_types, '5m'))
+            AS is_eligible,
         (p.delivered_kw_high - p.delivered_kw_low) / 2 AS half_width_kw
     FROM event_performance p
     JOIN params pr ON pr.program_identifier = CASE
@@ -61,11 +63,26 @@ events AS (
         AND CAST(timezone(getvariable('timezone'), p.event_start) AS DATE)
             BETWEEN w.window_start AND w.window_end
 ),
+-- Group events: the meter's share is this pipeline's allocation of the group's commitment
+-- (by nomination, over the members the search lists), not a commitment Leap made to the
+-- meter. A meter with enough eligible meter-level events is judged on those alone.
+judged_events AS (
+    SELECT
+        e.*,
+        e.is_eligible AND (
+            e.market_group_event_id IS NULL
+            OR (d.flag_group_events AND count(*) FILTER (
+                WHERE e.is_eligible AND e.market_group_event_id IS NULL
+            ) OVER (PARTITION BY e.meter_id) < d.low_performance_min_events)
+        ) AS is_judged
+    FROM events e
+    CROSS JOIN defaults d
+),
 flagged_events AS (
     SELECT
         *,
         is_judged AND delivered_kw_high < no_response_factor * expected_kw AS is_no_response
-    FROM events
+    FROM judged_events
 ),
 per_meter AS (
     SELECT
@@ -124,6 +141,7 @@ verdicts AS (
         m.no_response_events > 0 AS is_no_response,
         m.missing_data_events > 0 AS is_missing_data,
         d.low_performance_factor,
+        d.low_performance_min_events,
         d.inconclusive_band,
         d.uncertainty_confidence
     FROM per_meter m
@@ -132,10 +150,15 @@ verdicts AS (
 coded AS (
     SELECT
         v.*,
-        NOT v.is_low AND NOT v.is_no_response AND v.judged_events > 0
-            AND v.pooled_performance_low < v.low_performance_factor
-            AND v.pooled_performance_high >= v.low_performance_factor
-            AND v.pooled_performance_high - v.pooled_performance_low > v.inconclusive_band AS is_inconclusive,
+        NOT v.is_low AND NOT v.is_no_response AND v.judged_events > 0 AND (
+            -- the bounds straddle the threshold with a wide band
+            (v.pooled_performance_low < v.low_performance_factor
+                AND v.pooled_performance_high >= v.low_performance_factor
+                AND v.pooled_performance_high - v.pooled_performance_low > v.inconclusive_band)
+            -- or point below it, but over too few events for LOW_PERFORMANCE
+            OR (v.judged_events < v.low_performance_min_events
+                AND v.pooled_performance_high < v.low_performance_factor)
+        ) AS is_inconclusive,
         printf('%.2f', v.pooled_performance_factor) || ' (' || printf('%.2f', v.pooled_performance_low)
             || ' to ' || printf('%.2f', v.pooled_performance_high) || ' at '
             || CAST(round(v.uncertainty_confidence * 100) AS INTEGER) || '%) over ' || v.judged_events

@@ -19,7 +19,7 @@ def make_performance(conn, rows):
     """rows: (event_id, meter_id, days_before_as_of, settlement pf, (uncapped kW, low, high),
     event-window completeness, is_voluntary, committed_kw, status, delivered_kwh[, options]);
     one-hour events at 18:00 local, placebo bias 0. options: dispatch_event_types,
-    expected_kw."""
+    expected_kw, market_group_event_id."""
     conn.execute(
         "CREATE OR REPLACE TABLE event_performance (meter_event_id VARCHAR, meter_id VARCHAR, "
         "programs VARCHAR[], event_start TIMESTAMPTZ, event_end TIMESTAMPTZ, "
@@ -28,7 +28,8 @@ def make_performance(conn, rows):
         "status VARCHAR, baseline_kwh DOUBLE, actual_kwh DOUBLE, delivered_kwh DOUBLE, "
         "delivered_kw DOUBLE, delivered_kw_uncapped DOUBLE, placebo_bias_kw DOUBLE, "
         "delivered_kw_low DOUBLE, delivered_kw_high DOUBLE, performance_factor_low DOUBLE, "
-        "performance_factor_high DOUBLE, placebo_days BIGINT, dispatch_event_types VARCHAR[])"
+        "performance_factor_high DOUBLE, placebo_days BIGINT, dispatch_event_types VARCHAR[], "
+        "market_group_event_id VARCHAR)"
     )
     for row in rows:
         (
@@ -51,7 +52,7 @@ def make_performance(conn, rows):
         start += timedelta(hours=25)
         conn.execute(
             "INSERT INTO event_performance VALUES (?, ?, ['ELRP'], ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "10, 5, ?, ?, ?, 0.0, ?, ?, ?, ?, 10, ?)",
+            "10, 5, ?, ?, ?, 0.0, ?, ?, ?, ?, 10, ?, ?)",
             [
                 event_id,
                 meter_id,
@@ -72,6 +73,7 @@ def make_performance(conn, rows):
                 None if low is None else low / expected,
                 None if high is None else high / expected,
                 options.get("dispatch_event_types", ["day-ahead"]),
+                options.get("market_group_event_id"),
             ],
         )
 
@@ -80,7 +82,7 @@ ROWS = [
     # low performer: pooled (5 + 7) / 20 = 0.6, half width sqrt(1 + 1) / 20 -> high 0.671 < 0.8
     ("a1", "m-low", 10, 0.5, (5.0, 4.0, 6.0), 1.0, False, 10.0, "scored", 5.0),
     ("a2", "m-low", 20, 0.7, (7.0, 6.0, 8.0), 1.0, False, 10.0, "scored", 7.0),
-    # one event only: pooled 0.5 but fewer than 2 events -> not LOW_PERFORMANCE
+    # one event only: pooled 0.5 but fewer than 2 events -> not LOW_PERFORMANCE: INCONCLUSIVE
     ("b1", "m-one", 5, 0.5, (5.0, 4.0, 6.0), 1.0, False, 10.0, "scored", 5.0),
     # no response on a committed, non-voluntary event: high bound 0.9 < 0.1 x 10 kW
     ("c1", "m-nores", 3, 0.02, (0.2, -0.5, 0.9), 1.0, False, 10.0, "scored", 0.2),
@@ -119,6 +121,34 @@ ROWS = [
     # boundary: a high bound of exactly 0.1 x committed and 0.9 completeness are not flagged
     ("g1", "m-edge", 2, 0.1, (0.5, 0.0, 1.0), 0.9, False, 10.0, "scored", 1.0),
     ("g2", "m-edge", 3, 1.5, (15.5, 15.0, 16.0), 0.9, False, 10.0, "scored", 15.0),
+    # a meter's share of group events (allocated here, not committed to it by Leap): judged
+    # only when flag_group_events is on
+    (
+        "k1",
+        "m-group",
+        2,
+        0.0,
+        (0.0, -0.5, 0.5),
+        1.0,
+        False,
+        10.0,
+        "scored",
+        0.0,
+        {"market_group_event_id": "g1"},
+    ),
+    (
+        "k2",
+        "m-group",
+        3,
+        0.0,
+        (0.0, -0.5, 0.5),
+        1.0,
+        False,
+        10.0,
+        "scored",
+        0.0,
+        {"market_group_event_id": "g2"},
+    ),
     # a battery submeter held to what its battery can deliver (5 of 10 committed kW): 0.9
     (
         "h1",
@@ -170,7 +200,7 @@ def flagged(conn, as_of=AS_OF):
 def test_underperformer_reasons(conn):
     models.build_underperformers(conn, MeasurementConfig(), AS_OF)
     flags = flagged(conn)
-    assert set(flags) == {"m-low", "m-nores", "m-missing", "m-empty", "m-noisy"}
+    assert set(flags) == {"m-low", "m-nores", "m-missing", "m-empty", "m-noisy", "m-one"}
     reasons, events, pooled, no_response, missing, is_flagged, reason, evidence = flags["m-low"]
     assert no_response == [] and missing == [] and is_flagged
     assert reasons == ["LOW_PERFORMANCE"]
@@ -208,6 +238,22 @@ def test_flags_judge_the_response_not_the_pay(conn):
     )
     models.build_underperformers(conn, strict, AS_OF)
     assert flagged(conn)["m-5m"][0] == ["NO_RESPONSE"]
+    assert "m-group" not in flagged(conn)
+    with_groups = MeasurementConfig(
+        defaults=MeasurementConfig().defaults.__class__(flag_group_events=True)
+    )
+    models.build_underperformers(conn, with_groups, AS_OF)
+    assert flagged(conn)["m-group"][0] == ["LOW_PERFORMANCE", "NO_RESPONSE"]
+
+
+def test_one_event_below_the_threshold_is_inconclusive(conn):
+    """m-one: one event, bounds 0.4-0.6 below 0.8: not LOW_PERFORMANCE (2 events needed), but
+    the row says so."""
+    models.build_underperformers(conn, MeasurementConfig(), AS_OF)
+    reasons, *_, is_flagged, reason, evidence = flagged(conn)["m-one"]
+    assert reasons == ["INCONCLUSIVE"] and not is_flagged
+    assert "over 1 committed non-voluntary event:" in reason and "more events" in reason
+    assert [e["meter_event_id"] for e in evidence] == ["b1"]
 
 
 def test_flag_history_answers_which_meters_were_flagged_last_month(conn):
@@ -229,14 +275,14 @@ def test_underperformer_partition_is_idempotent_and_thresholds_configurable(conn
     config = MeasurementConfig()
     models.build_underperformers(conn, config, AS_OF)
     models.build_underperformers(conn, config, AS_OF)
-    assert conn.execute("SELECT count(*) FROM underperformers").fetchall()[0][0] == 5
+    assert conn.execute("SELECT count(*) FROM underperformers").fetchall()[0][0] == 6
     strict = MeasurementConfig(
         defaults=MeasurementConfig().defaults.__class__(low_performance_min_events=1)
     )
     models.build_underperformers(conn, strict, AS_OF - timedelta(days=1))
     # as of the day before, c1/e1/g1 (1-3 days back) shift but m-one now counts with 1 event
     assert "LOW_PERFORMANCE" in flagged(conn, AS_OF - timedelta(days=1))["m-one"][0]
-    assert len(flagged(conn)) == 5  # the first partition is untouched
+    assert len(flagged(conn)) == 6  # the first partition is untouched
 
 
 def test_reconciliation_flags_differences_over_five_percent(conn):
@@ -290,7 +336,7 @@ def test_performance_summary(conn):
         "m-nores",
     ]
     assert summary["flagged_meters"][1]["reason"].startswith("LOW_PERFORMANCE: pooled")
-    assert [m["meter_id"] for m in summary["inconclusive_meters"]] == ["m-noisy"]
+    assert [m["meter_id"] for m in summary["inconclusive_meters"]] == ["m-noisy", "m-one"]
     assert summary["unreliable_baselines"] == [
         {"meter_id": "m-low", "method": "10-in-10", "rrmse": 0.31, "bias": 0.05}
     ]

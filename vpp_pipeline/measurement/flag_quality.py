@@ -6,8 +6,9 @@ Truth categories: ``good`` (responds 0.9-1.1 of committed kW), ``partial`` (0.3-
 (0-0.04) and ``gaps`` (good responders with missing data). A performance flag
 (``LOW_PERFORMANCE`` or ``NO_RESPONSE``) is right on ``partial`` and ``none`` meters;
 ``MISSING_DATA`` is right on ``gaps`` meters. Only meters with at least one committed,
-non-voluntary, non-real-time event (scored or insufficient_data) in the flag window are
-counted: the flags may not judge the others (skipping a voluntary event is allowed).
+non-voluntary, non-real-time event (scored or insufficient_data) in the flag window (a
+meter-level event, unless group events are judged) are counted: the flags may not judge the others (skipping a voluntary event is allowed). The
+performance figures are also given over the meters with at least two such events.
 """
 
 from __future__ import annotations
@@ -33,10 +34,16 @@ def flag_quality(
     load_types: dict[str, str] | None = None,
     timezone: str = "America/Los_Angeles",
     window_days: int = 90,
+    min_events: int = 2,
+    group_events: bool = False,
 ) -> dict:
     """Precision / recall of the ``underperformers`` rows of ``as_of_date`` against ``truth``
     (meter_id -> category); ``load_types`` (meter_id -> a label such as the site archetype)
-    adds a per-load-type breakdown. Returns plain figures (JSON-ready)."""
+    adds a per-load-type breakdown. Returns plain figures (JSON-ready); ``with_min_events``
+    repeats the performance figures over the meters with at least ``min_events`` such events
+    (LOW_PERFORMANCE needs two: a partial responder with one event cannot be told).
+    ``group_events``: whether the flags judge group events (``flag_group_events``); the
+    population follows the same rule."""
     stage_frame(
         conn,
         "flag_truth",
@@ -52,14 +59,16 @@ def flag_quality(
     rows = conn.execute(
         """
         WITH judged_meters AS (
-            SELECT DISTINCT meter_id
+            SELECT meter_id, count(*) AS eligible_events
             FROM event_performance
             WHERE status IN ('scored', 'insufficient_data')
                 AND committed_kw > 0
                 AND NOT is_voluntary
                 AND NOT list_contains(dispatch_event_types, '5m')
+                AND (market_group_event_id IS NULL OR $group_events)
                 AND CAST(timezone($tz, event_start) AS DATE)
                     BETWEEN CAST($as_of AS DATE) - ($window - 1) AND CAST($as_of AS DATE)
+            GROUP BY meter_id
         ),
         flags AS (
             SELECT
@@ -76,15 +85,28 @@ def flag_quality(
             t.load_type,
             coalesce(f.performance_flag, false),
             coalesce(f.missing_data_flag, false),
-            coalesce(f.inconclusive, false)
+            coalesce(f.inconclusive, false),
+            j.eligible_events
         FROM flag_truth t
-        SEMI JOIN judged_meters j USING (meter_id)
+        JOIN judged_meters j USING (meter_id)
         LEFT JOIN flags f USING (meter_id)
         ORDER BY t.meter_id
         """,
-        {"tz": timezone, "as_of": as_of_date, "window": window_days},
+        {"tz": timezone, "as_of": as_of_date, "window": window_days, "group_events": group_events},
     ).fetchall()
-    return summarize(rows)
+    several = [r[:6] for r in rows if r[6] >= min_events]
+    return {
+        **summarize([r[:6] for r in rows]),
+        "with_min_events": {
+            "min_events": min_events,
+            **{
+                k: v
+                for k, v in summarize(several).items()
+                if k
+                in ("meters_judged", "confusion", "performance_precision", "performance_recall")
+            },
+        },
+    }
 
 
 def summarize(rows: list[tuple]) -> dict:
