@@ -19,7 +19,8 @@
 -- event_local_start / event_local_date = the start as wall-clock time / date there.
 --
 -- Inputs: dispatch_events, baselines, meters, measurement_parameters, market_timezones,
--- leap_event_names, meter_batteries, student_t_quantiles, variables now (TIMESTAMPTZ), default_timezone.
+-- leap_event_names, meter_batteries, student_t_quantiles, interval_reads (its loaded day
+-- range only), variables now (TIMESTAMPTZ), default_timezone.
 
 CREATE OR REPLACE TABLE event_performance AS
 WITH params AS (SELECT * FROM measurement_parameters),
@@ -255,6 +256,15 @@ SELECT
     CASE WHEN committed_kw > 0 THEN delivered_kw_high / committed_kw END AS performance_factor_high,
     dispatch_event_types,
     adjustment_overlaps_event,
-    expected_kw
+    expected_kw,
+    -- whether interval data has been loaded for the event's day at all (for any meter): an
+    -- event before the first or after the last loaded day is not missing data, just not
+    -- loaded (e.g. a history backfill that starts later than the dispatch history)
+    coalesce(
+        CAST(timezone(meter_timezone, start_time) AS DATE)
+            BETWEEN (SELECT min(local_date) FROM interval_reads)
+            AND (SELECT max(local_date) FROM interval_reads),
+        false
+    ) AS interval_data_loaded
 FROM bounded_kw
 ORDER BY event_start, meter_id, meter_event_id;

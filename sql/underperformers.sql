@@ -13,8 +13,9 @@
 --               LOW_PERFORMANCE  pooled performance over at least low_performance_min_events
 --                                judged events has its high bound < low_performance_factor;
 --               MISSING_DATA     an event (scored or insufficient_data) whose own window has
---                                less than missing_data_completeness of its quarter hours; a
---                                data problem: such an event is never judged on performance;
+--                                less than missing_data_completeness of its quarter hours, on
+--                                a day interval data was loaded for; a data problem: such an
+--                                event is never judged on performance;
 --               INCONCLUSIVE     (not a flag; flagged = false) no performance flag, and the
 --                                pooled bounds straddle low_performance_factor with a band
 --                                wider than inconclusive_band, or lie below it over fewer
@@ -44,7 +45,8 @@ events AS (
         CAST(timezone(getvariable('timezone'), p.event_start) AS DATE) AS event_date,
         pr.no_response_factor,
         pr.missing_data_completeness,
-        p.event_window_completeness < pr.missing_data_completeness AS is_missing_data,
+        p.event_window_completeness < pr.missing_data_completeness
+            AND p.interval_data_loaded AS is_missing_data,
         p.status = 'scored'
             AND p.committed_kw > 0
             AND NOT coalesce(p.is_voluntary, false)

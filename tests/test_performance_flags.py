@@ -19,7 +19,7 @@ def make_performance(conn, rows):
     """rows: (event_id, meter_id, days_before_as_of, settlement pf, (uncapped kW, low, high),
     event-window completeness, is_voluntary, committed_kw, status, delivered_kwh[, options]);
     one-hour events at 18:00 local, placebo bias 0. options: dispatch_event_types,
-    expected_kw, market_group_event_id."""
+    expected_kw, market_group_event_id, interval_data_loaded."""
     conn.execute(
         "CREATE OR REPLACE TABLE event_performance (meter_event_id VARCHAR, meter_id VARCHAR, "
         "programs VARCHAR[], event_start TIMESTAMPTZ, event_end TIMESTAMPTZ, "
@@ -29,7 +29,7 @@ def make_performance(conn, rows):
         "delivered_kw DOUBLE, delivered_kw_uncapped DOUBLE, placebo_bias_kw DOUBLE, "
         "delivered_kw_low DOUBLE, delivered_kw_high DOUBLE, performance_factor_low DOUBLE, "
         "performance_factor_high DOUBLE, placebo_days BIGINT, dispatch_event_types VARCHAR[], "
-        "market_group_event_id VARCHAR)"
+        "market_group_event_id VARCHAR, interval_data_loaded BOOLEAN)"
     )
     for row in rows:
         (
@@ -52,7 +52,7 @@ def make_performance(conn, rows):
         start += timedelta(hours=25)
         conn.execute(
             "INSERT INTO event_performance VALUES (?, ?, ['ELRP'], ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-            "10, 5, ?, ?, ?, 0.0, ?, ?, ?, ?, 10, ?, ?)",
+            "10, 5, ?, ?, ?, 0.0, ?, ?, ?, ?, 10, ?, ?, ?)",
             [
                 event_id,
                 meter_id,
@@ -74,6 +74,7 @@ def make_performance(conn, rows):
                 None if high is None else high / expected,
                 options.get("dispatch_event_types", ["day-ahead"]),
                 options.get("market_group_event_id"),
+                options.get("interval_data_loaded", True),
             ],
         )
 
@@ -114,6 +115,20 @@ ROWS = [
     ("e2", "m-missing", 6, 1.0, (10.0, 9.0, 11.0), 0.95, False, 10.0, "scored", 10.0),
     # an event with no data at all is missing data even when too few baseline days
     ("e3", "m-empty", 6, None, None, 0.0, False, 10.0, "insufficient_data", None),
+    # no data because none was loaded for that day yet (a later backfill): not MISSING_DATA
+    (
+        "e4",
+        "m-unloaded",
+        6,
+        0.0,
+        None,
+        0.0,
+        False,
+        10.0,
+        "scored",
+        0.0,
+        {"interval_data_loaded": False},
+    ),
     # outside the trailing 90 days (day 90 back) and unscored events are ignored
     ("f1", "m-old", 90, 0.0, (0.0, -0.5, 0.5), 0.0, False, 10.0, "scored", 0.0),
     ("f2", "m-old", 89, 1.0, (10.0, 9.0, 11.0), 1.0, False, 10.0, "scored", 10.0),

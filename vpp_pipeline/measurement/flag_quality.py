@@ -16,9 +16,6 @@ from __future__ import annotations
 from datetime import date
 
 import duckdb
-import polars as pl
-
-from vpp_pipeline.warehouse import stage_frame
 
 UNDER_RESPONDING = ("partial", "none")
 
@@ -44,19 +41,8 @@ def flag_quality(
     (LOW_PERFORMANCE needs two: a partial responder with one event cannot be told).
     ``group_events``: whether the flags judge group events (``flag_group_events``); the
     population follows the same rule."""
-    stage_frame(
-        conn,
-        "flag_truth",
-        pl.DataFrame(
-            {
-                "meter_id": list(truth),
-                "category": list(truth.values()),
-                "load_type": [(load_types or {}).get(m, "?") for m in truth],
-            },
-            schema={"meter_id": pl.String, "category": pl.String, "load_type": pl.String},
-        ),
-    )
-    rows = conn.execute(
+    # the truth is joined here, not in DuckDB: the demo reads its database read-only
+    judged = conn.execute(
         """
         WITH judged_meters AS (
             SELECT meter_id, count(*) AS eligible_events
@@ -80,20 +66,22 @@ def flag_quality(
             WHERE as_of_date = $as_of
         )
         SELECT
-            t.meter_id,
-            t.category,
-            t.load_type,
+            j.meter_id,
             coalesce(f.performance_flag, false),
             coalesce(f.missing_data_flag, false),
             coalesce(f.inconclusive, false),
             j.eligible_events
-        FROM flag_truth t
-        JOIN judged_meters j USING (meter_id)
+        FROM judged_meters j
         LEFT JOIN flags f USING (meter_id)
-        ORDER BY t.meter_id
+        ORDER BY j.meter_id
         """,
         {"tz": timezone, "as_of": as_of_date, "window": window_days, "group_events": group_events},
     ).fetchall()
+    rows = [
+        (m, truth[m], (load_types or {}).get(m, "?"), perf, missing, inconclusive, events)
+        for m, perf, missing, inconclusive, events in judged
+        if m in truth
+    ]
     several = [r[:6] for r in rows if r[6] >= min_events]
     return {
         **summarize([r[:6] for r in rows]),
