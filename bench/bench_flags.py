@@ -42,7 +42,11 @@ from vpp_pipeline.measurement.config import load_measurement_config  # noqa: E40
 from vpp_pipeline.measurement.flag_quality import UNDER_RESPONDING, flag_quality  # noqa: E402
 from vpp_pipeline.resources import IntervalSourceResource, LeapResource, duckdb_resource  # noqa: E402
 from vpp_pipeline.sandbox import SandboxServer  # noqa: E402
-from vpp_pipeline.sandbox.intervals import generate_intervals, response_profile  # noqa: E402
+from vpp_pipeline.sandbox.intervals import (  # noqa: E402
+    event_truth,
+    generate_intervals,
+    response_profile,
+)
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 TZ = "America/Los_Angeles"
@@ -121,6 +125,32 @@ def time_to_flag(conn, truth: dict[str, str], last_as_of, group_events: bool) ->
     return sorted(int(r[0]) for r in rows)
 
 
+def bound_coverage(conn, true_delivery: pl.DataFrame) -> dict:
+    """How often [delivered_kw_low, delivered_kw_high] holds the sandbox's true delivered kW,
+    over scored meter-level events with bounds from placebo days (battery submeters, metered
+    directly, left out), and the median half width as a share of committed kW."""
+    conn.register("true_delivery", true_delivery.to_arrow())
+    row = conn.execute(
+        """
+        SELECT
+            count(*),
+            avg(CAST(t.true_delivered_kw BETWEEN p.delivered_kw_low AND p.delivered_kw_high AS INTEGER)),
+            median((p.delivered_kw_high - p.delivered_kw_low) / 2 / p.committed_kw)
+        FROM event_performance p
+        JOIN true_delivery t USING (meter_event_id)
+        WHERE p.status = 'scored' AND p.placebo_days >= 2 AND p.committed_kw > 0
+            AND p.market_group_event_id IS NULL AND p.event_window_completeness = 1
+            AND t.true_delivered_kw IS NOT NULL
+        """
+    ).fetchone()
+    conn.unregister("true_delivery")
+    return {
+        "events": row[0],
+        "coverage": None if row[1] is None else round(row[1], 3),
+        "median_half_width_share_of_committed": None if row[2] is None else round(row[2], 3),
+    }
+
+
 def run_seed(seed: int, meters: int, days: int, flag_days: int) -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"vpp_bench_flags_{seed}_"))
     db_path = work / "vpp.duckdb"
@@ -139,6 +169,7 @@ def run_seed(seed: int, meters: int, days: int, flag_days: int) -> dict:
         materialize(dg.AssetSelection.groups("connect", "manage"), resources, instance)
         materialize(dg.AssetSelection.assets("dispatch_events"), resources, instance)
         truth = response_profile(sandbox.portfolio)
+        true_delivery = event_truth(sandbox.portfolio).select("meter_event_id", "true_delivered_kw")
         archetypes = {m: s.archetype for m, s in sandbox.portfolio.sites.items()}
         anchor = sandbox.portfolio.anchor
         with duckdb.connect(str(db_path)) as conn:
@@ -168,6 +199,7 @@ def run_seed(seed: int, meters: int, days: int, flag_days: int) -> dict:
             conn.execute("SELECT status, count(*) FROM event_performance GROUP BY ALL").fetchall()
         )
         delays = time_to_flag(conn, truth, last_as_of, config.defaults.flag_group_events)
+        coverage = bound_coverage(conn, true_delivery)
     return {
         "seed": seed,
         "meters": meters,
@@ -181,6 +213,7 @@ def run_seed(seed: int, meters: int, days: int, flag_days: int) -> dict:
             "median": statistics.median(delays) if delays else None,
             "max": max(delays) if delays else None,
         },
+        "bounds": coverage,
         "analyze_s": round(pipeline_s, 2),
         "wall_s": round(time.perf_counter() - started, 1),
     }
@@ -203,7 +236,7 @@ def main() -> None:
     print()
     print(
         "seed meters judged | TP FP FN  TN | prec  recall | >=2 events: judged TP FP FN prec  recall"
-        " | MISSING_DATA tp fp fn prec | inconclusive | days to flag median max"
+        " | MISSING_DATA tp fp fn prec | inconclusive | days to flag median max | bounds hold"
     )
 
     def fmt(x):
@@ -221,7 +254,7 @@ def main() -> None:
             f"{c2['fp']:>2} {c2['fn']:>2} {fmt(two['performance_precision']):>4} "
             f"{fmt(two['performance_recall']):>6} | {md['tp']:>15} {md['fp']:>2} {md['fn']:>2} "
             f"{fmt(r['missing_data_precision']):>4} | {inconclusive:>12} | "
-            f"{ttf['median']!s:>19} {ttf['max']!s:>3}"
+            f"{ttf['median']!s:>19} {ttf['max']!s:>3} | {r['bounds']['coverage']!s:>11}"
         )
 
 

@@ -180,6 +180,8 @@ class _Builder:
             for c in flags.columns
             if c not in data.FLAG_BOOKKEEPING and c not in (reason_col, "company_name")
         ]
+        # the reason in words first, the events behind it last
+        evidence_cols.sort(key=lambda c: (c != "reason", c == "evidence"))
         referenced: dict[str, list[str]] = {}
         rows = []
         for r in flags.iter_rows(named=True):
@@ -187,6 +189,10 @@ class _Builder:
             refs: list[str] = []
             cells = []
             for c in evidence_cols:
+                if c == "evidence" and isinstance(r[c], list):
+                    refs += data.referenced_event_ids(r[c])
+                    cells.append(self.evidence_events(r[c]))
+                    continue
                 ids = data.referenced_event_ids(r[c]) if c.endswith("event_ids") else []
                 refs += ids
                 cells.append(self.evidence_cell(r[c], ids))
@@ -209,6 +215,29 @@ class _Builder:
             flags,
             referenced,
         )
+
+    def evidence_events(self, events: list[dict]) -> str:
+        """One line per event behind a flag: its link, date, delivered kW (before caps) with
+        its bounds against the kW expected, and the event window's completeness."""
+        lines = []
+        for e in events:
+            event_id = e.get("meter_event_id") or ""
+            measured = (
+                f"{_fmt(e.get('delivered_kw_uncapped'), 1)} kW "
+                f"[{_fmt(e.get('delivered_kw_low'), 1)}, {_fmt(e.get('delivered_kw_high'), 1)}]"
+                if e.get("delivered_kw_low") is not None
+                else "not judged"
+            )
+            expected = e.get("expected_kw", e.get("committed_kw"))
+            marks = ("no response " if e.get("no_response") else "") + (
+                "missing data " if e.get("missing_data") else ""
+            )
+            lines.append(
+                f'<a href="#event-{_e(event_id)}"><code>{_e(event_id[:8])}</code></a> '
+                f"{_e(e.get('event_date'))}: {_e(measured)} of {_e(_fmt(expected, 1))} kW, "
+                f"window {_e(_fmt(e.get('event_window_completeness'), 2))} {_e(marks)}"
+            )
+        return "<br>".join(lines)
 
     def evidence_cell(self, value: Any, event_ids: list[str]) -> str:
         if event_ids:
