@@ -142,7 +142,7 @@ def bound_coverage(conn, true_delivery: pl.DataFrame) -> dict:
             AND p.market_group_event_id IS NULL AND p.event_window_completeness = 1
             AND t.true_delivered_kw IS NOT NULL
         """
-    ).fetchone()
+    ).fetchall()[0]
     conn.unregister("true_delivery")
     return {
         "events": row[0],
