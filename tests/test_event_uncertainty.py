@@ -192,3 +192,26 @@ def test_noisy_good_responder_is_not_flagged_and_a_non_responder_is(responders_d
     assert "NO_RESPONSE: 3 event(s)" in reason
     assert [e["meter_event_id"] for e in evidence] == [f"m-none:{d}" for d in EVENT_DAYS]
     assert all(e["delivered_kw_high"] < 1.0 and e["no_response"] for e in evidence)
+
+
+def test_insufficient_data_says_which_rule_was_not_met(tmp_path):
+    """Four complete weekdays before the event (July 11, 12, 15, 16), five needed."""
+    conn = connect(tmp_path / "vpp.duckdb")
+    add_meter(conn, "m-short")
+    add_reads(conn, "m-short", date(2024, 7, 11), date(2024, 7, 17), hand_meter_load)
+    add_event(conn, "e-short", "m-short", local(EVENT_DAY, 14), local(EVENT_DAY, 16))
+    config = MeasurementConfig()
+    models.build_baselines(conn, config)
+    models.build_event_performance(conn, config, NOW)
+    row = conn.execute(
+        "SELECT status, status_reason, baseline_days_found, baseline_days_wanted, "
+        "event_window_completeness, delivered_kw_low FROM event_performance"
+    ).fetchone()
+    assert row == (
+        "insufficient_data",
+        "4 complete eligible week days, 5 needed (10-in-10, local days D-45 to D-1 without events)",
+        4,
+        10,
+        1.0,
+        None,
+    )
