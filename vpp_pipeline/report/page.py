@@ -173,7 +173,12 @@ class _Builder:
         self.summary.flags_as_of = as_of
         if flags.is_empty():
             return "<p class='muted'>No meter is flagged.</p>", flags, {}
-        self.summary.flagged_meters = flags.height
+        # INCONCLUSIVE rows (flagged = false) are shown but are not flags
+        self.summary.flagged_meters = (
+            flags.filter(pl.col("flagged").fill_null(True)).height
+            if "flagged" in flags.columns
+            else flags.height
+        )
         reason_col = data.flag_reason_column(flags)
         evidence_cols = [
             c
@@ -210,7 +215,9 @@ class _Builder:
         table = _table(["meter", "reasons", *evidence_cols], rows)
         return (
             f"<p class='muted'>Flags as of {_e(as_of)} (market-local day), "
-            f"{flags.height} meter(s). Every column of <code>underperformers</code> is shown; "
+            f"{self.summary.flagged_meters} flagged meter(s), "
+            f"{flags.height - self.summary.flagged_meters} INCONCLUSIVE (not flags; "
+            "docs/flags.md). Every column of <code>underperformers</code> is shown; "
             "event ids link to the event's row and plot.</p>" + table,
             flags,
             referenced,
