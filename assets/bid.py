@@ -3,8 +3,9 @@ batteries, partitioned by trading day (``America/Los_Angeles`` calendar day; 23-
 
 Leap wants initial bids at least 24 hours before the trading day starts, so the daily
 schedule runs at 06:00 Pacific on day D and builds trading day D+2 (42 hours ahead). The
-partitions reach two days past today for that reason (end_offset=3: the
-current, still open day is offset 1).
+partitions reach three days past today (end_offset=4: the current, still open day is offset
+1): in the last half hour of a Pacific day D+2's deadline is too close, so the next biddable
+day, which the demo and ``vpp`` commands build, is D+3.
 """
 
 from datetime import date
@@ -21,7 +22,7 @@ from vpp_pipeline.resources import LeapResource
 from vpp_pipeline.warehouse import preview_markdown, stage_frame
 
 trading_days = dg.DailyPartitionsDefinition(
-    start_date="2025-01-01", timezone=market.MARKET_TIMEZONE, end_offset=3
+    start_date="2025-01-01", timezone=market.MARKET_TIMEZONE, end_offset=4
 )
 
 

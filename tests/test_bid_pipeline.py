@@ -195,3 +195,15 @@ def test_oasis_csv_drop_is_preferred_over_the_api(private_sandbox, inventory_db,
         ).fetchall()
     assert summary["origin"] == "csv"
     assert rows == [("DLAP_SCE-APND", "oasis_csv", 24, 0.04, 63.0)]
+
+
+@pytest.mark.parametrize("local_time", ["00:05", "06:00", "23:29", "23:45", "23:59"])
+def test_the_next_biddable_day_is_always_a_partition(local_time):
+    """In the last half hour of a Pacific day the next biddable day is three days ahead; the
+    trading-day partitions must already hold it (the demo and the schedule build it)."""
+    from assets.bid import trading_days
+
+    for day in ("2026-03-07", "2026-06-15", "2026-11-01", "2026-12-02"):
+        now = datetime.fromisoformat(f"{day}T{local_time}").replace(tzinfo=market.MARKET_TZ)
+        keys = trading_days.get_partition_keys(current_time=now)
+        assert market.next_biddable_day(now).isoformat() in keys, (day, local_time)

@@ -9,7 +9,12 @@ import pytest
 
 from vpp_pipeline.bidding import validation as v
 from vpp_pipeline.bidding.endpoints import BIDS_PATH
-from vpp_pipeline.bidding.market import bid_deadline, next_biddable_day, trading_day_hours
+from vpp_pipeline.bidding.market import (
+    bid_deadline,
+    next_biddable_day,
+    trading_day_hours,
+    trading_day_of,
+)
 from vpp_pipeline.bidding.submission import meter_batches, submit_bids
 from vpp_pipeline.leap import LeapApiError, LeapClient
 
@@ -114,8 +119,9 @@ def test_sandbox_rejects_each_broken_rule(sandbox, code):
 
 
 def test_sandbox_rejects_late_bids_and_unknown_meters(sandbox):
-    today = datetime.now(UTC)
-    start, end = trading_day_hours((today + timedelta(days=1)).date())[5]
+    # The trading day that holds "now" has already started, so any of its hours is late
+    # whatever the time of day (tomorrow's UTC date is still biddable before 08:00 UTC).
+    start, end = trading_day_hours(trading_day_of(datetime.now(UTC)))[5]
     late = _sandbox_bid(sandbox, start_time=v.format_utc(start), end_time=v.format_utc(end))
     unknown = _sandbox_bid(sandbox, meter_id="00000000-0000-4000-8000-00000000beef")
     with LeapClient(sandbox.base_url, sandbox.api_key) as client:

@@ -131,11 +131,20 @@ def _bid_report(ctx: DemoContext) -> list[str]:
 def _dispatch_report(ctx: DemoContext) -> list[str]:
     from vpp_pipeline.dispatch.demo import run_dispatch_demo
 
+    ops_db_path = ctx.duckdb_path.parent / "demo_ops.sqlite"
+    # Every demo starts a new sandbox and a new site controller, so the demo's ops store starts new
+    # too: a store left by an earlier demo believes the schedules it sent are already at a site that
+    # no longer has them, and would send nothing.
+    for leftover in (
+        ops_db_path,
+        *(ops_db_path.with_name(ops_db_path.name + s) for s in ("-wal", "-shm", "-journal")),
+    ):
+        leftover.unlink(missing_ok=True)
     result = run_dispatch_demo(
         ctx.sandbox.base_url,
         ctx.sandbox.api_key,
         instance=ctx.instance,
-        ops_db_path=ctx.duckdb_path.parent / "demo_ops.sqlite",
+        ops_db_path=ops_db_path,
     )
     ctx.notes["dispatch"] = result
     if not result.get("ok"):
