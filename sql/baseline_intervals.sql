@@ -3,7 +3,8 @@
 -- A view, not a table: its one reader (baselines or baseline_accuracy) computes it once
 -- and writes the result straight into its own table.
 --
--- Inputs: baseline_requests, eligible_days, interval_reads, variable interval_local_timezone
+-- Inputs: baseline_requests, eligible_days, interval_reads, dispatch_events,
+-- measurement_parameters, variable interval_local_timezone
 -- (the zone of interval_reads.local_date).
 --
 -- "Same interval of day" is the same market-local wall-clock start: a baseline day lacking
@@ -19,6 +20,14 @@
 -- (the earlier day on a tie), averages the other four and adds mean(actual - unadjusted)
 -- over the adjustment window (0 when nothing was read). Meter generator output: 0.
 -- Fewer chosen days than min_days: baseline NULL (insufficient_data).
+--
+-- Placebo events (per request, repeated on each of its rows): placebo_days and the mean and
+-- sample standard deviation of the baseline's error (baseline - actual, kWh over the event
+-- window) when each used baseline day is scored as a pseudo event against the other used
+-- days (same window, wall-clock time, method and adjustment); NULL with fewer than 2 days.
+-- adjustment_overlaps_event: the adjustment window overlaps another non-cancelled, non-test
+-- dispatch of the meter or the adjustment_rebound_hours after it; flag_baseline_kwh is then
+-- the unadjusted baseline (and the placebo events go unadjusted too), else adjusted_kwh.
 --
 -- Cost: interval_reads is scanned once and joined to a small table of spans: per request,
 -- window (event or adjustment) and day (its event day and each chosen baseline day), the
@@ -191,24 +200,28 @@ span_reads AS (
 -- baseline days (a day's weights at one wall-clock time sum to 1, so sum(kwh x weight) /
 -- sum(weight) is the mean over days of each day's reading) and the event day's own reading
 -- (at most one). High 4 of 5 keeps its days apart (day_kept), to drop one day further down.
+-- The same pass also sums each baseline day's readings per request and role (the second
+-- grouping set, per_day): the placebo events below need one figure per day and window.
 day_loads AS MATERIALIZED (
     SELECT
         request_no,
         is_event,
         needed_us,
-        CASE WHEN drops_a_day THEN baseline_day END AS day_kept,
+        day_kept,
+        baseline_day,
+        grouping(needed_us) = 1 AS per_day,
         sum(kwh * reading_weight) FILTER (WHERE baseline_day IS NOT NULL) AS days_kwh,
         sum(reading_weight) FILTER (WHERE baseline_day IS NOT NULL) AS days_weight,
         max(kwh) FILTER (WHERE baseline_day IS NULL) AS actual_kwh
-    FROM span_reads
-    GROUP BY ALL
+    FROM (SELECT *, CASE WHEN drops_a_day THEN baseline_day END AS day_kept FROM span_reads)
+    GROUP BY GROUPING SETS ((request_no, is_event, needed_us, day_kept), (request_no, is_event, baseline_day))
 ),
 dropped_days AS (
     SELECT r.request_id, d.request_no, d.day_kept AS baseline_day
     FROM (
         SELECT request_no, day_kept, sum(days_kwh) / sum(days_weight) AS mean_event_load_kwh
         FROM day_loads
-        WHERE is_event AND day_kept IS NOT NULL
+        WHERE is_event AND day_kept IS NOT NULL AND NOT per_day
         GROUP BY ALL
     ) d
     JOIN baseline_requests r USING (request_no)
@@ -230,6 +243,93 @@ request_days AS (
     LEFT JOIN used_days u USING (request_id)
     GROUP BY ALL
 ),
+-- Placebo events: each used baseline day is itself scored as if it were the event day, with
+-- the same window, wall-clock time, method and adjustment, its baseline being the mean of
+-- the request's other used days (leave one out). Its error (baseline - actual, kWh over the
+-- window) is what the baseline "delivers" on a day without an event: the meter's own
+-- baseline noise. Only whole-window sums per day are needed (window_kwh, adjustment_kwh):
+-- the mean of the other days' sums is the sum of their per-quarter-hour mean.
+window_lengths AS (
+    SELECT
+        request_no,
+        count(*) FILTER (WHERE is_event) AS window_intervals,
+        count(*) FILTER (WHERE NOT is_event) AS adjustment_intervals
+    FROM needed_local
+    GROUP BY request_no
+),
+placebo_days AS (
+    SELECT
+        d.request_no,
+        d.baseline_day,
+        sum(d.days_kwh) FILTER (WHERE d.is_event) AS window_kwh,
+        sum(d.days_kwh) FILTER (WHERE NOT d.is_event) AS adjustment_kwh
+    FROM day_loads d
+    SEMI JOIN used_days u ON u.request_no = d.request_no AND u.local_date = d.baseline_day
+    WHERE d.per_day
+    GROUP BY ALL
+),
+-- Requests whose adjustment window overlaps another dispatch of the meter (or the
+-- adjustment_rebound_hours after it, when curtailed loads recover): the day-of adjustment
+-- measures the response to that dispatch, not the day's load. Settlement keeps the rule's
+-- adjustment; the response-judging figures (flag_baseline_kwh, the placebo events) go
+-- without it for such requests.
+adjustment_overlaps AS (
+    SELECT DISTINCT r.request_no
+    FROM baseline_requests r
+    JOIN measurement_parameters p ON p.program_identifier = r.param_key
+    JOIN dispatch_events e
+        ON e.meter_id = r.meter_id
+        AND e.meter_event_id IS DISTINCT FROM r.meter_event_id
+        AND NOT e.cancelled
+        AND NOT e.is_test
+        AND e.start_time < r.adjustment_end
+        AND e.end_time + to_seconds(CAST(p.adjustment_rebound_hours * 3600 AS BIGINT)) > r.adjustment_start
+    WHERE r.method <> 'meter-generator-output'
+),
+placebo_errors AS (
+    SELECT
+        p.request_no,
+        x.request_no IS NOT NULL AS adjustment_overlaps,
+        r.method,
+        r.clamp_low,
+        r.clamp_high,
+        w.window_intervals,
+        w.adjustment_intervals,
+        p.window_kwh,
+        p.adjustment_kwh,
+        (sum(p.window_kwh) OVER req - p.window_kwh) / (count(*) OVER req - 1) AS others_window_kwh,
+        (sum(p.adjustment_kwh) OVER req - p.adjustment_kwh) / (count(*) OVER req - 1) AS others_adjustment_kwh,
+        count(*) OVER req AS days
+    FROM placebo_days p
+    JOIN baseline_requests r USING (request_no)
+    JOIN window_lengths w USING (request_no)
+    LEFT JOIN adjustment_overlaps x USING (request_no)
+    WINDOW req AS (PARTITION BY p.request_no)
+),
+placebo_stats AS (
+    SELECT
+        request_no,
+        count(error_kwh) AS placebo_days,
+        avg(error_kwh) AS placebo_error_mean_kwh,
+        stddev_samp(error_kwh) AS placebo_error_sd_kwh
+    FROM (
+        SELECT
+            request_no,
+            CASE
+                WHEN days < 2 OR window_kwh IS NULL THEN NULL
+                WHEN adjustment_overlaps THEN others_window_kwh - window_kwh
+                WHEN method IN ('10-in-10', '4-in-4') THEN others_window_kwh * greatest(clamp_low, least(clamp_high,
+                    CASE
+                        WHEN coalesce(others_adjustment_kwh, 0) = 0 OR adjustment_kwh IS NULL THEN 1.0
+                        ELSE adjustment_kwh / others_adjustment_kwh
+                    END)) - window_kwh
+                WHEN method = 'high-4-of-5' THEN others_window_kwh - window_kwh + window_intervals
+                    * coalesce((adjustment_kwh - others_adjustment_kwh) / nullif(adjustment_intervals, 0), 0.0)
+            END AS error_kwh
+        FROM placebo_errors
+    )
+    GROUP BY request_no
+),
 -- the same per request, role and quarter hour only, without the dropped day
 interval_loads AS (
     SELECT
@@ -239,7 +339,7 @@ interval_loads AS (
         sum(d.days_kwh) FILTER (WHERE x.baseline_day IS NULL)
             / sum(d.days_weight) FILTER (WHERE x.baseline_day IS NULL) AS unadjusted_kwh,
         max(d.actual_kwh) AS actual_kwh
-    FROM day_loads d
+    FROM (SELECT * EXCLUDE (baseline_day) FROM day_loads WHERE NOT per_day) d
     LEFT JOIN dropped_days x ON x.request_no = d.request_no AND x.baseline_day = d.day_kept
     GROUP BY ALL
 ),
@@ -288,10 +388,16 @@ request_adjustments AS (
         END AS adjustment_ratio,
         CASE
             WHEN r.method = 'high-4-of-5' THEN coalesce(a.window_mean_difference_kwh, 0.0)
-        END AS adjustment_additive_kwh
+        END AS adjustment_additive_kwh,
+        ox.request_no IS NOT NULL AS adjustment_overlaps_event,
+        coalesce(ps.placebo_days, 0) AS placebo_days,
+        ps.placebo_error_mean_kwh,
+        ps.placebo_error_sd_kwh
     FROM baseline_requests r
     JOIN request_days d USING (request_id)
     LEFT JOIN adjustments a USING (request_id)
+    LEFT JOIN placebo_stats ps USING (request_no)
+    LEFT JOIN adjustment_overlaps ox USING (request_no)
 )
 SELECT
     w.request_id,
@@ -318,7 +424,20 @@ SELECT
         WHEN q.method = 'high-4-of-5' THEN w.unadjusted_kwh + q.adjustment_additive_kwh
         ELSE w.unadjusted_kwh * q.adjustment_ratio
     END AS adjusted_kwh,
-    w.actual_kwh
+    w.actual_kwh,
+    q.adjustment_overlaps_event,
+    -- the baseline the flags read: without the day-of adjustment when its window overlaps
+    -- another dispatch (settlement always reads adjusted_kwh)
+    CASE
+        WHEN q.method = 'meter-generator-output' THEN 0.0
+        WHEN q.baseline_status <> 'ok' THEN NULL
+        WHEN q.adjustment_overlaps_event THEN w.unadjusted_kwh
+        WHEN q.method = 'high-4-of-5' THEN w.unadjusted_kwh + q.adjustment_additive_kwh
+        ELSE w.unadjusted_kwh * q.adjustment_ratio
+    END AS flag_baseline_kwh,
+    q.placebo_days,
+    q.placebo_error_mean_kwh,
+    q.placebo_error_sd_kwh
 FROM with_actuals w
 JOIN request_adjustments q USING (request_id)
 WHERE w.is_event;

@@ -5,7 +5,9 @@
 -- wall-clock HH:MM), eligible_days (the market-local days averaged, most recent first; for
 -- high 4 of 5 without the dropped day), unadjusted_kwh, adjustment_ratio (day-of ratio,
 -- clamped), adjustment_additive_kwh (high 4 of 5), adjusted_kwh, actual_kwh (NULL = no
--- reading). The whole table is rebuilt from the baseline_intervals view (purpose 'events');
+-- reading); placebo_days, placebo_error_mean_kwh, placebo_error_sd_kwh (the baseline's own
+-- error on the used baseline days scored as pseudo events, per event, see baseline_intervals).
+-- The whole table is rebuilt from the baseline_intervals view (purpose 'events');
 -- rows are in no particular order (sort by meter_event_id, interval_start when reading).
 
 CREATE OR REPLACE TABLE baselines AS
@@ -26,5 +28,10 @@ SELECT
     adjustment_additive_kwh,
     adjusted_kwh,
     adjusted_kwh - unadjusted_kwh AS adjustment_kwh,
-    actual_kwh
+    actual_kwh,
+    adjustment_overlaps_event,
+    flag_baseline_kwh,
+    placebo_days,
+    placebo_error_mean_kwh,
+    placebo_error_sd_kwh
 FROM baseline_intervals;

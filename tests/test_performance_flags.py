@@ -16,57 +16,181 @@ AS_OF = date(2024, 9, 30)
 
 
 def make_performance(conn, rows):
-    """rows: (event_id, meter_id, days_before_as_of, pf, completeness, is_voluntary,
-    committed_kw, status, delivered_kwh)."""
+    """rows: (event_id, meter_id, days_before_as_of, settlement pf, (uncapped kW, low, high),
+    event-window completeness, is_voluntary, committed_kw, status, delivered_kwh[, options]);
+    one-hour events at 18:00 local, placebo bias 0. options: dispatch_event_types,
+    expected_kw, market_group_event_id, interval_data_loaded."""
     conn.execute(
         "CREATE OR REPLACE TABLE event_performance (meter_event_id VARCHAR, meter_id VARCHAR, "
         "programs VARCHAR[], event_start TIMESTAMPTZ, event_end TIMESTAMPTZ, "
-        "committed_kw DOUBLE, is_voluntary BOOLEAN, performance_factor DOUBLE, "
-        "data_completeness DOUBLE, status VARCHAR, baseline_kwh DOUBLE, actual_kwh DOUBLE, "
-        "delivered_kwh DOUBLE)"
+        "committed_kw DOUBLE, expected_kw DOUBLE, is_voluntary BOOLEAN, "
+        "performance_factor DOUBLE, data_completeness DOUBLE, event_window_completeness DOUBLE, "
+        "status VARCHAR, baseline_kwh DOUBLE, actual_kwh DOUBLE, delivered_kwh DOUBLE, "
+        "delivered_kw DOUBLE, delivered_kw_uncapped DOUBLE, placebo_bias_kw DOUBLE, "
+        "delivered_kw_low DOUBLE, delivered_kw_high DOUBLE, performance_factor_low DOUBLE, "
+        "performance_factor_high DOUBLE, placebo_days BIGINT, dispatch_event_types VARCHAR[], "
+        "market_group_event_id VARCHAR, interval_data_loaded BOOLEAN)"
     )
-    for event_id, meter_id, days_back, pf, completeness, voluntary, committed, status, kwh in rows:
+    for row in rows:
+        (
+            event_id,
+            meter_id,
+            days_back,
+            pf,
+            measured,
+            completeness,
+            voluntary,
+            committed,
+            status,
+            kwh,
+        ) = row[:10]
+        options = row[10] if len(row) > 10 else {}
+        uncapped, low, high = measured if measured else (None, None, None)
+        expected = options.get("expected_kw", committed)
         # 18:00 local (PDT) on the day
         start = datetime.combine(AS_OF - timedelta(days=days_back), datetime.min.time(), UTC)
         start += timedelta(hours=25)
         conn.execute(
-            "INSERT INTO event_performance VALUES (?, ?, ['ELRP'], ?, ?, ?, ?, ?, ?, ?, 10, 5, ?)",
+            "INSERT INTO event_performance VALUES (?, ?, ['ELRP'], ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "10, 5, ?, ?, ?, 0.0, ?, ?, ?, ?, 10, ?, ?, ?)",
             [
                 event_id,
                 meter_id,
                 start,
                 start + timedelta(hours=1),
                 committed,
+                expected,
                 voluntary,
                 pf,
                 completeness,
+                completeness,
                 status,
                 kwh,
+                kwh,
+                uncapped,
+                low,
+                high,
+                None if low is None else low / expected,
+                None if high is None else high / expected,
+                options.get("dispatch_event_types", ["day-ahead"]),
+                options.get("market_group_event_id"),
+                options.get("interval_data_loaded", True),
             ],
         )
 
 
 ROWS = [
-    # low performer: mean (0.5 + 0.7) / 2 = 0.6 < 0.8 over 2 events
-    ("a1", "m-low", 10, 0.5, 1.0, False, 10.0, "scored", 5.0),
-    ("a2", "m-low", 20, 0.7, 1.0, False, 10.0, "scored", 7.0),
-    # one event only: mean 0.5 but fewer than 2 events -> not LOW_PERFORMANCE
-    ("b1", "m-one", 5, 0.5, 1.0, False, 10.0, "scored", 5.0),
-    # no response on a committed, non-voluntary event; mean (0.05 + 1.95) / 2 = 1.0
-    ("c1", "m-nores", 3, 0.05, 1.0, False, 10.0, "scored", 0.5),
-    ("c2", "m-nores", 4, 1.95, 1.0, False, 10.0, "scored", 19.5),
-    # voluntary event with pf 0 is not NO_RESPONSE (and mean over 1 event is not LOW)
-    ("d1", "m-vol", 3, 0.0, 1.0, True, 10.0, "scored", 0.0),
-    # missing data on one event, good performance
-    ("e1", "m-missing", 3, 1.0, 0.85, False, 10.0, "scored", 10.0),
-    ("e2", "m-missing", 6, 1.0, 0.95, False, 10.0, "scored", 10.0),
+    # low performer: pooled (5 + 7) / 20 = 0.6, half width sqrt(1 + 1) / 20 -> high 0.671 < 0.8
+    ("a1", "m-low", 10, 0.5, (5.0, 4.0, 6.0), 1.0, False, 10.0, "scored", 5.0),
+    ("a2", "m-low", 20, 0.7, (7.0, 6.0, 8.0), 1.0, False, 10.0, "scored", 7.0),
+    # one event only: pooled 0.5 but fewer than 2 events -> not LOW_PERFORMANCE: INCONCLUSIVE
+    ("b1", "m-one", 5, 0.5, (5.0, 4.0, 6.0), 1.0, False, 10.0, "scored", 5.0),
+    # no response on a committed, non-voluntary event: high bound 0.9 < 0.1 x 10 kW
+    ("c1", "m-nores", 3, 0.02, (0.2, -0.5, 0.9), 1.0, False, 10.0, "scored", 0.2),
+    ("c2", "m-nores", 4, 1.95, (19.5, 18.5, 20.5), 1.0, False, 10.0, "scored", 19.5),
+    # a good responder with one noisy event: pf 0.05 (the old rule's NO_RESPONSE) but its
+    # high bound 7 kW is far above 1 kW; pooled 0.525, half width sqrt(6.5^2 + 1) / 20 =
+    # 0.329: bounds 0.196-0.854 straddle 0.8, wider than 0.5 -> INCONCLUSIVE, not flagged
+    ("n1", "m-noisy", 3, 0.05, (0.5, -6.0, 7.0), 1.0, False, 10.0, "scored", 0.5),
+    ("n2", "m-noisy", 4, 1.0, (10.0, 9.0, 11.0), 1.0, False, 10.0, "scored", 10.0),
+    # voluntary event with pf 0 is not judged
+    ("d1", "m-vol", 3, 0.0, (0.0, -0.5, 0.5), 1.0, True, 10.0, "scored", 0.0),
+    ("d2", "m-vol", 4, 0.0, (0.0, -0.5, 0.5), 1.0, True, 10.0, "scored", 0.0),
+    # a real-time (5m) event is not judged (programs that do not take part in real time)
+    (
+        "r1",
+        "m-5m",
+        3,
+        0.0,
+        (0.0, -0.5, 0.5),
+        1.0,
+        False,
+        10.0,
+        "scored",
+        0.0,
+        {"dispatch_event_types": ["5m"]},
+    ),
+    # missing data: the event window 85 % read -> MISSING_DATA, and never judged on its 3 kW
+    ("e1", "m-missing", 3, 0.3, (3.0, 2.0, 4.0), 0.85, False, 10.0, "scored", 3.0),
+    ("e2", "m-missing", 6, 1.0, (10.0, 9.0, 11.0), 0.95, False, 10.0, "scored", 10.0),
+    # an event with no data at all is missing data even when too few baseline days
+    ("e3", "m-empty", 6, None, None, 0.0, False, 10.0, "insufficient_data", None),
+    # no data because none was loaded for that day yet (a later backfill): not MISSING_DATA
+    (
+        "e4",
+        "m-unloaded",
+        6,
+        0.0,
+        None,
+        0.0,
+        False,
+        10.0,
+        "scored",
+        0.0,
+        {"interval_data_loaded": False},
+    ),
     # outside the trailing 90 days (day 90 back) and unscored events are ignored
-    ("f1", "m-old", 90, 0.0, 0.0, False, 10.0, "scored", 0.0),
-    ("f2", "m-old", 89, 1.0, 1.0, False, 10.0, "scored", 10.0),
-    ("f3", "m-old", 1, None, 0.0, False, 10.0, "pending_data", None),
-    # boundary: exactly 0.8 mean, 0.1 pf and 0.9 completeness are not flagged
-    ("g1", "m-edge", 2, 0.1, 0.9, False, 10.0, "scored", 1.0),
-    ("g2", "m-edge", 3, 1.5, 0.9, False, 10.0, "scored", 15.0),
+    ("f1", "m-old", 90, 0.0, (0.0, -0.5, 0.5), 0.0, False, 10.0, "scored", 0.0),
+    ("f2", "m-old", 89, 1.0, (10.0, 9.0, 11.0), 1.0, False, 10.0, "scored", 10.0),
+    ("f3", "m-old", 1, None, None, 0.0, False, 10.0, "pending_data", None),
+    # boundary: a high bound of exactly 0.1 x committed and 0.9 completeness are not flagged
+    ("g1", "m-edge", 2, 0.1, (0.5, 0.0, 1.0), 0.9, False, 10.0, "scored", 1.0),
+    ("g2", "m-edge", 3, 1.5, (15.5, 15.0, 16.0), 0.9, False, 10.0, "scored", 15.0),
+    # a meter's share of group events (allocated here, not committed to it by Leap): judged
+    # only when flag_group_events is on
+    (
+        "k1",
+        "m-group",
+        2,
+        0.0,
+        (0.0, -0.5, 0.5),
+        1.0,
+        False,
+        10.0,
+        "scored",
+        0.0,
+        {"market_group_event_id": "g1"},
+    ),
+    (
+        "k2",
+        "m-group",
+        3,
+        0.0,
+        (0.0, -0.5, 0.5),
+        1.0,
+        False,
+        10.0,
+        "scored",
+        0.0,
+        {"market_group_event_id": "g2"},
+    ),
+    # a battery submeter held to what its battery can deliver (5 of 10 committed kW): 0.9
+    (
+        "h1",
+        "m-battery",
+        2,
+        0.45,
+        (4.5, 4.5, 4.5),
+        1.0,
+        False,
+        10.0,
+        "scored",
+        4.5,
+        {"expected_kw": 5.0},
+    ),
+    (
+        "h2",
+        "m-battery",
+        3,
+        0.45,
+        (4.5, 4.5, 4.5),
+        1.0,
+        False,
+        10.0,
+        "scored",
+        4.5,
+        {"expected_kw": 5.0},
+    ),
 ]
 
 
@@ -80,9 +204,9 @@ def conn(tmp_path):
 
 def flagged(conn, as_of=AS_OF):
     rows = conn.execute(
-        "SELECT meter_id, reason_codes, scored_events, mean_performance_factor, "
-        "no_response_event_ids, missing_data_event_ids FROM underperformers "
-        "WHERE as_of_date = ? ORDER BY meter_id",
+        "SELECT meter_id, reason_codes, scored_events, pooled_performance_factor, "
+        "no_response_event_ids, missing_data_event_ids, flagged, reason, evidence "
+        "FROM underperformers WHERE as_of_date = ? ORDER BY meter_id",
         [as_of],
     ).fetchall()
     return {r[0]: r[1:] for r in rows}
@@ -91,29 +215,89 @@ def flagged(conn, as_of=AS_OF):
 def test_underperformer_reasons(conn):
     models.build_underperformers(conn, MeasurementConfig(), AS_OF)
     flags = flagged(conn)
-    assert set(flags) == {"m-low", "m-nores", "m-missing", "m-edge"} - {"m-edge"}
-    reasons, events, mean_pf, no_response, missing = flags["m-low"]
-    assert no_response == [] and missing == []
+    assert set(flags) == {"m-low", "m-nores", "m-missing", "m-empty", "m-noisy", "m-one"}
+    reasons, events, pooled, no_response, missing, is_flagged, reason, evidence = flags["m-low"]
+    assert no_response == [] and missing == [] and is_flagged
     assert reasons == ["LOW_PERFORMANCE"]
-    assert events == 2 and mean_pf == pytest.approx((0.5 + 0.7) / 2)
+    assert events == 2 and pooled == pytest.approx((5 + 7) / 20)
+    assert reason == (
+        "LOW_PERFORMANCE: pooled performance 0.60 (0.53 to 0.67 at 90%) over 2 committed "
+        "non-voluntary events, high bound below 0.8"
+    )
+    assert [e["meter_event_id"] for e in evidence] == ["a2", "a1"]  # oldest first
+    assert evidence[1]["delivered_kw_high"] == 6.0 and evidence[1]["committed_kw"] == 10.0
     assert flags["m-nores"][0] == ["NO_RESPONSE"]
     assert flags["m-nores"][3] == ["c1"]
+    assert "c1 on " in flags["m-nores"][6] and "0.2 kW of 10.0 kW expected" in flags["m-nores"][6]
+    assert [e["no_response"] for e in flags["m-nores"][7]] == [False, True]
     assert flags["m-missing"][0] == ["MISSING_DATA"]
     assert flags["m-missing"][4] == ["e1"]
+    assert "not judged on performance" in flags["m-missing"][6]
+    assert flags["m-empty"][0] == ["MISSING_DATA"] and flags["m-empty"][4] == ["e3"]
+    # the noisy good responder: not a flag, and the row says what would help
+    reasons, _, pooled, no_response, _, is_flagged, reason, _ = flags["m-noisy"]
+    assert reasons == ["INCONCLUSIVE"] and not is_flagged and no_response == []
+    assert pooled == pytest.approx(10.5 / 20)
+    assert "more events" in reason and "submeter" in reason
+
+
+def test_flags_judge_the_response_not_the_pay(conn):
+    """The same events read through the settlement figures would flag m-noisy (pf 0.05) and
+    m-battery (mean pf 0.45); the flags read the uncapped delivered kW and its bounds."""
+    models.build_underperformers(conn, MeasurementConfig(), AS_OF)
+    flags = flagged(conn)
+    assert "m-battery" not in flags and "m-vol" not in flags and "m-5m" not in flags
+    assert not flags["m-noisy"][5]
+    strict = MeasurementConfig(
+        defaults=MeasurementConfig().defaults.__class__(flag_real_time_events=True)
+    )
+    models.build_underperformers(conn, strict, AS_OF)
+    assert flagged(conn)["m-5m"][0] == ["NO_RESPONSE"]
+    assert "m-group" not in flagged(conn)
+    with_groups = MeasurementConfig(
+        defaults=MeasurementConfig().defaults.__class__(flag_group_events=True)
+    )
+    models.build_underperformers(conn, with_groups, AS_OF)
+    assert flagged(conn)["m-group"][0] == ["LOW_PERFORMANCE", "NO_RESPONSE"]
+
+
+def test_one_event_below_the_threshold_is_inconclusive(conn):
+    """m-one: one event, bounds 0.4-0.6 below 0.8: not LOW_PERFORMANCE (2 events needed), but
+    the row says so."""
+    models.build_underperformers(conn, MeasurementConfig(), AS_OF)
+    reasons, *_, is_flagged, reason, evidence = flagged(conn)["m-one"]
+    assert reasons == ["INCONCLUSIVE"] and not is_flagged
+    assert "over 1 committed non-voluntary event:" in reason and "more events" in reason
+    assert [e["meter_event_id"] for e in evidence] == ["b1"]
+
+
+def test_flag_history_answers_which_meters_were_flagged_last_month(conn):
+    config = MeasurementConfig()
+    for day in (AS_OF - timedelta(days=40), AS_OF - timedelta(days=35), AS_OF):
+        models.build_underperformers(conn, config, day)
+    rows = conn.execute(
+        "SELECT DISTINCT meter_id FROM underperformers WHERE flagged "
+        "AND as_of_date BETWEEN DATE '2024-08-01' AND DATE '2024-08-31' ORDER BY meter_id"
+    ).fetchall()
+    # as of Aug 21 and Aug 26 the window holds only m-old's f1 (no data: MISSING_DATA) and f2
+    assert rows == [("m-old",)]
+    assert conn.execute("SELECT count(DISTINCT as_of_date) FROM underperformers").fetchall() == [
+        (3,)
+    ]
 
 
 def test_underperformer_partition_is_idempotent_and_thresholds_configurable(conn):
     config = MeasurementConfig()
     models.build_underperformers(conn, config, AS_OF)
     models.build_underperformers(conn, config, AS_OF)
-    assert conn.execute("SELECT count(*) FROM underperformers").fetchall()[0][0] == 3
+    assert conn.execute("SELECT count(*) FROM underperformers").fetchall()[0][0] == 6
     strict = MeasurementConfig(
         defaults=MeasurementConfig().defaults.__class__(low_performance_min_events=1)
     )
     models.build_underperformers(conn, strict, AS_OF - timedelta(days=1))
     # as of the day before, c1/e1/g1 (1-3 days back) shift but m-one now counts with 1 event
     assert "LOW_PERFORMANCE" in flagged(conn, AS_OF - timedelta(days=1))["m-one"][0]
-    assert len(flagged(conn)) == 3  # the first partition is untouched
+    assert len(flagged(conn)) == 6  # the first partition is untouched
 
 
 def test_reconciliation_flags_differences_over_five_percent(conn):
@@ -150,13 +334,24 @@ def test_performance_summary(conn):
         "0.1, 0.0, false"
     )
     summary = performance_summary(conn)
-    scored = [r for r in ROWS if r[7] == "scored"]
+    scored = [r for r in ROWS if r[8] == "scored"]
     assert summary["scored_events"] == len(scored)
     assert summary["portfolio_mean_performance_factor"] == pytest.approx(
         sum(r[3] for r in scored) / len(scored)
     )
-    assert summary["events_by_status"] == {"pending_data": 1, "scored": len(scored)}
-    assert [m["meter_id"] for m in summary["flagged_meters"]] == ["m-low", "m-missing", "m-nores"]
+    assert summary["events_by_status"] == {
+        "insufficient_data": 1,
+        "pending_data": 1,
+        "scored": len(scored),
+    }
+    assert [m["meter_id"] for m in summary["flagged_meters"]] == [
+        "m-empty",
+        "m-low",
+        "m-missing",
+        "m-nores",
+    ]
+    assert summary["flagged_meters"][1]["reason"].startswith("LOW_PERFORMANCE: pooled")
+    assert [m["meter_id"] for m in summary["inconclusive_meters"]] == ["m-noisy", "m-one"]
     assert summary["unreliable_baselines"] == [
         {"meter_id": "m-low", "method": "10-in-10", "rrmse": 0.31, "bias": 0.05}
     ]

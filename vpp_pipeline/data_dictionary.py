@@ -72,6 +72,14 @@ def _dictionary_files() -> list[tuple[str, str]]:
     return sorted((p.name, p.read_text()) for p in _REPO_SQL_DIR.glob("*.yml"))
 
 
+def _column_type(written: object) -> str:
+    """The type as DuckDB names it: upper case, except a STRUCT's field names, which keep
+    their case (DuckDB reports ``STRUCT(meter_event_id VARCHAR, ...)``); line breaks of a long
+    type written over several yml lines become single spaces."""
+    text = " ".join(str(written).split())
+    return text if text.upper().startswith("STRUCT(") else text.upper()
+
+
 def parse_table_doc(name: str, text: str) -> TableDoc:
     """One dictionary file; raises :class:`DataDictionaryError` naming the file and field."""
     data = yaml.safe_load(text)
@@ -85,7 +93,9 @@ def parse_table_doc(name: str, text: str) -> TableDoc:
         if not isinstance(spec, dict) or not spec.get("type") or not spec.get("description"):
             raise DataDictionaryError(f"{name}: column {column!r} needs a type and a description")
         columns.append(
-            ColumnDoc(str(column), str(spec["type"]).upper(), " ".join(spec["description"].split()))
+            ColumnDoc(
+                str(column), _column_type(spec["type"]), " ".join(spec["description"].split())
+            )
         )
     return TableDoc(
         table=data["table"],

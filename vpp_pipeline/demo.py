@@ -189,12 +189,12 @@ def _performance_report(ctx: DemoContext) -> list[str]:
         f"flagged meters as of {summary['flagged_as_of']}: {len(summary['flagged_meters'])}",
     ]
     for flag in summary["flagged_meters"]:
-        pf = flag["mean_performance_factor"]
-        lines.append(
-            f"  {labelled(flag['meter_id'], names):<44} {','.join(flag['reason_codes'])}"
-            f"  mean pf {'-' if pf is None else f'{pf:.2f}'}"
-            f"  min completeness {flag['min_data_completeness']:.2f}"
-        )
+        lines.append(f"  {labelled(flag['meter_id'], names)}: {flag['reason']}")
+    lines.append(
+        f"inconclusive (not flagged; the noise is too large to tell): "
+        f"{len(summary['inconclusive_meters'])}"
+    )
+    lines += _flag_quality_lines(ctx, summary["flagged_as_of"])
     unreliable = summary["unreliable_baselines"]
     lines.append(f"meter/method pairs with unreliable baselines (RRMSE > 20%): {len(unreliable)}")
     for row in unreliable:
@@ -348,6 +348,43 @@ def materialize_stage(stage: Stage, ctx: DemoContext, outcome: StageOutcome) -> 
             outcome.failed_checks.append(evaluation.asset_check_key.name)
         elif not evaluation.passed:
             outcome.report.append(explain_warning(ctx, evaluation))
+
+
+def _flag_quality_lines(ctx: DemoContext, as_of) -> list[str]:
+    """The flags' precision and recall against the sandbox's truth (its response_profile):
+    performance flags are right on partial and none responders, MISSING_DATA on gaps meters."""
+    if ctx.sandbox is None or as_of is None:
+        return []
+    import duckdb
+
+    from vpp_pipeline.measurement.config import load_measurement_config
+    from vpp_pipeline.measurement.flag_quality import flag_quality
+    from vpp_pipeline.sandbox.intervals import response_profile
+
+    defaults = load_measurement_config().defaults
+    with duckdb.connect(str(ctx.duckdb_path), read_only=True) as conn:
+        quality = flag_quality(
+            conn,
+            response_profile(ctx.sandbox.portfolio),
+            as_of,
+            timezone=settings.market_timezone(),
+            window_days=defaults.flag_window_days,
+            min_events=defaults.low_performance_min_events,
+            group_events=defaults.flag_group_events,
+        )
+
+    def pct(value) -> str:
+        return "-" if value is None else f"{value:.0%}"
+
+    c, md = quality["confusion"], quality["missing_data"]
+    return [
+        f"flags vs the sandbox's truth ({quality['meters_judged']} meters with events the flags "
+        f"judge): performance flags precision {pct(quality['performance_precision'])}, recall "
+        f"{pct(quality['performance_recall'])} (TP {c['tp']}, FP {c['fp']}, FN {c['fn']}, "
+        f"TN {c['tn']}); MISSING_DATA precision {pct(quality['missing_data_precision'])}, "
+        f"recall {pct(quality['missing_data_recall'])} (TP {md['tp']}, FP {md['fp']}, "
+        f"FN {md['fn']})",
+    ]
 
 
 def _deliberate_gap_meters(ctx: DemoContext) -> set[str]:

@@ -35,7 +35,9 @@ BASELINE_METHODS = (TEN_IN_TEN, FOUR_IN_FOUR, HIGH_FOUR_OF_FIVE, GENERATOR_OUTPU
 #: Event statuses in ``event_performance``.
 EVENT_STATUSES = ("scored", "insufficient_data", "pending_data", "cancelled", "test")
 #: Underperformer reason codes.
-REASON_CODES = ("LOW_PERFORMANCE", "NO_RESPONSE", "MISSING_DATA")
+REASON_CODES = ("LOW_PERFORMANCE", "NO_RESPONSE", "MISSING_DATA", "INCONCLUSIVE")
+#: The reason codes that are performance calls (INCONCLUSIVE and MISSING_DATA are not).
+PERFORMANCE_FLAGS = ("LOW_PERFORMANCE", "NO_RESPONSE")
 
 #: Local time of each transmission region's market (day-level logic uses it).
 DEFAULT_MARKET_TIMEZONES = {
@@ -71,14 +73,33 @@ class MeasurementParameters:
     adjustment_end_hours: float = 1.0
     clamp_low: float = 0.8
     clamp_high: float = 1.2
+    #: The flags' baseline goes without the day-of adjustment when the adjustment window
+    #: overlaps another dispatch of the meter or this many hours after it (load rebound).
+    adjustment_rebound_hours: float = 1.0
     #: An event without interval data is ``pending_data`` until this many days after its end.
     pending_grace_days: float = 3.0
-    #: Underperformer rules (trailing window, thresholds).
+    #: Underperformer rules (docs/flags.md): trailing window (local days), thresholds.
     flag_window_days: int = 90
+    #: LOW_PERFORMANCE: the high bound of the pooled performance is below this, over at
+    #: least low_performance_min_events committed, non-voluntary events.
     low_performance_factor: float = 0.8
     low_performance_min_events: int = 2
+    #: NO_RESPONSE: one such event's high bound of delivered kW is below this x committed kW.
     no_response_factor: float = 0.1
+    #: MISSING_DATA: the event window has fewer than this share of its quarter hours.
     missing_data_completeness: float = 0.9
+    #: Two-sided confidence of delivered_kw_low / delivered_kw_high (placebo events).
+    uncertainty_confidence: float = 0.9
+    #: INCONCLUSIVE: the pooled bounds straddle low_performance_factor and are wider than this.
+    inconclusive_band: float = 0.5
+    #: Whether CAISO real-time (``5m``) events are judged by the flags: only for programs
+    #: that take part in real time (Leap excludes them from polling by default).
+    flag_real_time_events: bool = False
+    #: Whether group events are judged by the flags. Leap commits the group; a member's share
+    #: is this pipeline's allocation (by nomination, over the members the search lists now),
+    #: so by default a meter is judged on its own commitments only. When on, group events are
+    #: judged for meters with fewer than low_performance_min_events meter-level events.
+    flag_group_events: bool = False
     #: Baseline accuracy: trailing window, the pseudo-event window scored on each test day
     #: (local start hour and length), and the RRMSE above which a baseline is unreliable.
     accuracy_window_days: int = 90
@@ -95,6 +116,8 @@ class MeasurementParameters:
             raise ValueError("clamp must satisfy 0 < clamp_low <= 1 <= clamp_high")
         if self.adjustment_start_hours <= self.adjustment_end_hours:
             raise ValueError("adjustment_start_hours must exceed adjustment_end_hours")
+        if not 0 < self.uncertainty_confidence < 1:
+            raise ValueError("uncertainty_confidence must be between 0 and 1 (exclusive)")
 
 
 #: Programs whose default weekday method is PJM-style high 4 of 5.
@@ -144,6 +167,23 @@ class MeasurementConfig:
         ]
         # INTEGER, not BIGINT: DuckDB adds integers (not bigints) to dates
         return pl.DataFrame(rows).with_columns(pl.col(pl.Int64).cast(pl.Int32))
+
+    def t_quantiles_frame(self, max_df: int = 200) -> pl.DataFrame:
+        """Two-sided Student t quantiles for every configured ``uncertainty_confidence``:
+        columns confidence, df (1..max_df), t (the (1 + confidence) / 2 quantile)."""
+        from scipy.stats import t as student_t  # heavy import, only when staging
+
+        confidences = sorted(
+            {self.for_program(p).uncertainty_confidence for p in [None, *self.program_overrides]}
+        )
+        rows = [
+            (c, df, float(student_t.ppf((1 + c) / 2, df)))
+            for c in confidences
+            for df in range(1, max_df + 1)
+        ]
+        return pl.DataFrame(
+            rows, schema={"confidence": pl.Float64, "df": pl.Int32, "t": pl.Float64}, orient="row"
+        )
 
     def timezones_frame(self) -> pl.DataFrame:
         return pl.DataFrame(

@@ -31,12 +31,13 @@ BASELINE_MODELS = (
 def stage_measurement_inputs(
     conn: duckdb.DuckDBPyConnection, config: MeasurementConfig, first_year: int, last_year: int
 ) -> None:
-    """Temp tables ``measurement_parameters``, ``nerc_holidays``, ``market_timezones`` and
-    ``leap_event_names``."""
+    """Temp tables ``measurement_parameters``, ``nerc_holidays``, ``market_timezones``,
+    ``leap_event_names`` and ``student_t_quantiles`` (for the placebo-event bounds)."""
     stage_frame(conn, "measurement_parameters", config.parameters_frame())
     stage_frame(conn, "nerc_holidays", holidays_frame(first_year, last_year))
     stage_frame(conn, "market_timezones", config.timezones_frame())
     stage_frame(conn, "leap_event_names", event_names_frame())
+    stage_frame(conn, "student_t_quantiles", config.t_quantiles_frame())
 
 
 def _event_day_range(conn: duckdb.DuckDBPyConnection) -> tuple[date, date] | None:
@@ -78,11 +79,46 @@ def build_baselines(conn: duckdb.DuckDBPyConnection, config: MeasurementConfig) 
     )
 
 
+#: Battery columns of ``meters`` the flags read (older or hand-made tables may lack them).
+_BATTERY_COLUMNS = (
+    "battery_power_kw",
+    "battery_energy_kwh",
+    "battery_min_soc_pct",
+    "battery_max_soc_pct",
+)
+
+
+def stage_meter_batteries(conn: duckdb.DuckDBPyConnection) -> None:
+    """Temp table ``meter_batteries`` (meter_id, battery_power_kw, battery_usable_kwh): what
+    each battery can deliver, usable energy = capacity x (max - min state of charge); empty
+    when ``meters`` has no battery columns."""
+    present = {
+        row[0]
+        for row in conn.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'meters' "
+            "AND schema_name = current_schema()"
+        ).fetchall()
+    }
+    if set(_BATTERY_COLUMNS) <= present:
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE meter_batteries AS SELECT meter_id, "
+            "any_value(battery_power_kw) AS battery_power_kw, any_value(battery_energy_kwh "
+            "* (coalesce(battery_max_soc_pct, 100) - coalesce(battery_min_soc_pct, 0)) / 100) "
+            "AS battery_usable_kwh FROM meters WHERE battery_power_kw IS NOT NULL GROUP BY meter_id"
+        )
+    else:
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE meter_batteries (meter_id VARCHAR, "
+            "battery_power_kw DOUBLE, battery_usable_kwh DOUBLE)"
+        )
+
+
 def build_event_performance(
     conn: duckdb.DuckDBPyConnection, config: MeasurementConfig, now: datetime
 ) -> None:
     """Rebuild ``event_performance`` from ``baselines`` as known at ``now`` (UTC-aware)."""
     stage_measurement_inputs(conn, config, now.year - 1, now.year + 1)
+    stage_meter_batteries(conn)
     run_models(
         conn,
         "event_performance",
@@ -91,19 +127,65 @@ def build_event_performance(
     )
 
 
+#: The evidence of an ``underperformers`` row: one struct per event behind it.
+UNDERPERFORMER_EVIDENCE_TYPE = (
+    "STRUCT(meter_event_id VARCHAR, event_date DATE, status VARCHAR, committed_kw DOUBLE, "
+    "expected_kw DOUBLE, delivered_kw DOUBLE, delivered_kw_uncapped DOUBLE, delivered_kw_low DOUBLE, "
+    "delivered_kw_high DOUBLE, performance_factor DOUBLE, performance_factor_low DOUBLE, "
+    "performance_factor_high DOUBLE, event_window_completeness DOUBLE, placebo_days BIGINT, "
+    "no_response BOOLEAN, missing_data BOOLEAN)[]"
+)
+
+#: ``underperformers`` columns in table order; later entries were added over time, and an
+#: older table gains the missing ones (NULL in its old partitions) rather than being rebuilt,
+#: so the history of as-of days is kept.
+UNDERPERFORMER_COLUMNS = (
+    ("as_of_date", "DATE"),
+    ("meter_id", "VARCHAR"),
+    ("reason_codes", "VARCHAR[]"),
+    ("window_start", "DATE"),
+    ("window_end", "DATE"),
+    ("scored_events", "INTEGER"),
+    ("mean_performance_factor", "DOUBLE"),
+    ("no_response_events", "INTEGER"),
+    ("no_response_event_ids", "VARCHAR[]"),
+    ("min_performance_factor", "DOUBLE"),
+    ("missing_data_events", "INTEGER"),
+    ("missing_data_event_ids", "VARCHAR[]"),
+    ("min_data_completeness", "DOUBLE"),
+    ("flagged", "BOOLEAN"),
+    ("reason", "VARCHAR"),
+    ("min_event_window_completeness", "DOUBLE"),
+    ("judged_events", "INTEGER"),
+    ("pooled_performance_factor", "DOUBLE"),
+    ("pooled_performance_low", "DOUBLE"),
+    ("pooled_performance_high", "DOUBLE"),
+    ("evidence", UNDERPERFORMER_EVIDENCE_TYPE),
+)
+
+
+def _ensure_underperformers_table(conn: duckdb.DuckDBPyConnection) -> None:
+    columns = ", ".join(f"{name} {kind}" for name, kind in UNDERPERFORMER_COLUMNS)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS underperformers ({columns})")
+    present = {
+        row[0]
+        for row in conn.execute(
+            "SELECT column_name FROM duckdb_columns() "
+            "WHERE table_name = 'underperformers' AND schema_name = current_schema()"
+        ).fetchall()
+    }
+    for name, kind in UNDERPERFORMER_COLUMNS:
+        if name not in present:
+            conn.execute(f"ALTER TABLE underperformers ADD COLUMN {name} {kind}")
+
+
 def build_underperformers(
     conn: duckdb.DuckDBPyConnection, config: MeasurementConfig, as_of_date: date
 ) -> None:
-    """Replace the ``underperformers`` rows of ``as_of_date`` (a market-local day)."""
+    """Replace the ``underperformers`` rows of ``as_of_date`` (a market-local day); other
+    as-of days are kept (the table is the history of flags)."""
     stage_measurement_inputs(conn, config, as_of_date.year - 1, as_of_date.year + 1)
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS underperformers (as_of_date DATE, meter_id VARCHAR, "
-        "reason_codes VARCHAR[], window_start DATE, window_end DATE, scored_events INTEGER, "
-        "mean_performance_factor DOUBLE, no_response_events INTEGER, "
-        "no_response_event_ids VARCHAR[], min_performance_factor DOUBLE, "
-        "missing_data_events INTEGER, missing_data_event_ids VARCHAR[], "
-        "min_data_completeness DOUBLE)"
-    )
+    _ensure_underperformers_table(conn)
     run_models(
         conn,
         "underperformers",

@@ -17,7 +17,9 @@ def performance_summary(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     ``portfolio_mean_performance_factor`` (mean over scored events, None without any),
     ``delivered_kwh`` (sum over scored events), ``flagged_as_of`` (date or None),
     ``flagged_meters`` [{meter_id, reason_codes, mean_performance_factor,
-    min_data_completeness}], ``unreliable_baselines`` [{meter_id, method, rrmse, bias}].
+    min_data_completeness, reason, flagged}] (the rows with a flag), ``inconclusive_meters``
+    (the same, rows that are only INCONCLUSIVE), ``unreliable_baselines`` [{meter_id, method,
+    rrmse, bias}].
     """
     summary: dict[str, Any] = {
         "events_by_status": {},
@@ -26,6 +28,7 @@ def performance_summary(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
         "delivered_kwh": 0.0,
         "flagged_as_of": None,
         "flagged_meters": [],
+        "inconclusive_meters": [],
         "unreliable_baselines": [],
     }
     if table_exists(conn, "event_performance"):
@@ -45,20 +48,24 @@ def performance_summary(conn: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     if table_exists(conn, "underperformers"):
         rows = conn.execute(
             "SELECT as_of_date, meter_id, reason_codes, mean_performance_factor, "
-            "min_data_completeness FROM underperformers "
+            "min_data_completeness, flagged IS NOT FALSE, reason FROM underperformers "
             "WHERE as_of_date = (SELECT max(as_of_date) FROM underperformers) ORDER BY meter_id"
         ).fetchall()
         if rows:
             summary["flagged_as_of"] = rows[0][0]
-        summary["flagged_meters"] = [
+        verdicts = [
             {
                 "meter_id": meter_id,
                 "reason_codes": list(reasons),
                 "mean_performance_factor": pf,
                 "min_data_completeness": completeness,
+                "reason": reason,
+                "flagged": is_flagged,
             }
-            for _, meter_id, reasons, pf, completeness in rows
+            for _, meter_id, reasons, pf, completeness, is_flagged, reason in rows
         ]
+        summary["flagged_meters"] = [v for v in verdicts if v["flagged"]]
+        summary["inconclusive_meters"] = [v for v in verdicts if not v["flagged"]]
     if table_exists(conn, "baseline_accuracy"):
         rows = conn.execute(
             "SELECT meter_id, method, rrmse, bias FROM baseline_accuracy WHERE unreliable "

@@ -173,13 +173,20 @@ class _Builder:
         self.summary.flags_as_of = as_of
         if flags.is_empty():
             return "<p class='muted'>No meter is flagged.</p>", flags, {}
-        self.summary.flagged_meters = flags.height
+        # INCONCLUSIVE rows (flagged = false) are shown but are not flags
+        self.summary.flagged_meters = (
+            flags.filter(pl.col("flagged").fill_null(True)).height
+            if "flagged" in flags.columns
+            else flags.height
+        )
         reason_col = data.flag_reason_column(flags)
         evidence_cols = [
             c
             for c in flags.columns
             if c not in data.FLAG_BOOKKEEPING and c not in (reason_col, "company_name")
         ]
+        # the reason in words first, the events behind it last
+        evidence_cols.sort(key=lambda c: (c != "reason", c == "evidence"))
         referenced: dict[str, list[str]] = {}
         rows = []
         for r in flags.iter_rows(named=True):
@@ -187,6 +194,10 @@ class _Builder:
             refs: list[str] = []
             cells = []
             for c in evidence_cols:
+                if c == "evidence" and isinstance(r[c], list):
+                    refs += data.referenced_event_ids(r[c])
+                    cells.append(self.evidence_events(r[c]))
+                    continue
                 ids = data.referenced_event_ids(r[c]) if c.endswith("event_ids") else []
                 refs += ids
                 cells.append(self.evidence_cell(r[c], ids))
@@ -204,11 +215,36 @@ class _Builder:
         table = _table(["meter", "reasons", *evidence_cols], rows)
         return (
             f"<p class='muted'>Flags as of {_e(as_of)} (market-local day), "
-            f"{flags.height} meter(s). Every column of <code>underperformers</code> is shown; "
+            f"{self.summary.flagged_meters} flagged meter(s), "
+            f"{flags.height - self.summary.flagged_meters} INCONCLUSIVE (not flags; "
+            "docs/flags.md). Every column of <code>underperformers</code> is shown; "
             "event ids link to the event's row and plot.</p>" + table,
             flags,
             referenced,
         )
+
+    def evidence_events(self, events: list[dict]) -> str:
+        """One line per event behind a flag: its link, date, delivered kW (before caps) with
+        its bounds against the kW expected, and the event window's completeness."""
+        lines = []
+        for e in events:
+            event_id = e.get("meter_event_id") or ""
+            measured = (
+                f"{_fmt(e.get('delivered_kw_uncapped'), 1)} kW "
+                f"[{_fmt(e.get('delivered_kw_low'), 1)}, {_fmt(e.get('delivered_kw_high'), 1)}]"
+                if e.get("delivered_kw_low") is not None
+                else "not judged"
+            )
+            expected = e.get("expected_kw", e.get("committed_kw"))
+            marks = ("no response " if e.get("no_response") else "") + (
+                "missing data " if e.get("missing_data") else ""
+            )
+            lines.append(
+                f'<a href="#event-{_e(event_id)}"><code>{_e(event_id[:8])}</code></a> '
+                f"{_e(e.get('event_date'))}: {_e(measured)} of {_e(_fmt(expected, 1))} kW, "
+                f"window {_e(_fmt(e.get('event_window_completeness'), 2))} {_e(marks)}"
+            )
+        return "<br>".join(lines)
 
     def evidence_cell(self, value: Any, event_ids: list[str]) -> str:
         if event_ids:

@@ -10,8 +10,8 @@ The model, per meter (power in kW; an interval's energy is kW x 0.25 h):
 - **load**: ``base + (peak - base) x ((1 - hvac) x occupancy + hvac x cooling x (0.35 + 0.65 x occupancy))``,
   where occupancy follows the site archetype's weekday or weekend/holiday curve in **local** wall-clock time
   (DST aware; schools mostly close in summer) and cooling follows a regional temperature-like signal
-  (season, time of day, a smooth multi-day drift shared by the region); times a per-meter per-day factor
-  and per-interval noise;
+  (season, time of day, a smooth multi-day drift and a daily anomaly, both shared by the region); times a
+  per-meter per-day factor and per-interval noise (docs/sandbox.md);
 - **solar** on sites with ``site.renewable_generator``: a clear-sky bell scaled by a regional cloudiness;
 - **behind-the-meter batteries** (``BATTERY_STORAGE`` on a ``UTILITY_METER``): charge local 01:00-06:00 and
   discharge local 16:00-21:00 at ``min(power, usable energy / 5 h)``, visible in the site's net load;
@@ -83,7 +83,8 @@ _GAP_DAY_P, _GAP_HOUR_P, _GAP_EVENT_P = 0.06, 0.02, 0.35
     _S_PV,
     _S_DRIFT,
     _S_CLOUD,
-) = range(101, 114)
+    _S_TEMP_ANOMALY,
+) = range(101, 115)
 _KEY_SHIFT = np.int64(32)
 
 
@@ -252,11 +253,17 @@ def _zone_features(model: _Model, t_unique: np.ndarray) -> _ZoneFeatures:
         drift = np.zeros(len(t_unique))
         for (period, amp), phase in zip(shapes.WEATHER_DRIFT, phases, strict=True):
             drift += amp * np.sin(2 * np.pi * (t_days / period + phase))
+        # a weather front: each local day of the region is warmer or cooler than the smooth
+        # drift by its own amount, so HVAC load jumps from one day to the next
+        anomaly = shapes.DAILY_TEMPERATURE_ANOMALY_C * shapes.normal(
+            shapes.hash64(model.seed, region_key, _S_TEMP_ANOMALY, day)
+        )
         temp = (
             climate.mean_c
             + climate.seasonal_amp_c * np.cos(2 * np.pi * (d - 200) / 365.25)
             + climate.diurnal_amp_c * np.cos(2 * np.pi * (solar_hour - 15) / 24)
             + drift
+            + anomaly
         )
         cool = np.clip(
             (temp - shapes.COOLING_BALANCE_C)

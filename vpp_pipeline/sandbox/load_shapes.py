@@ -139,7 +139,8 @@ class Climate:
     """A temperature-like signal (°C) for one transmission region.
 
     ``mean_c + seasonal_amp_c * cos(2π (doy - 200) / 365.25) + diurnal_amp_c * cos(2π (hour - 15) / 24)``
-    plus a smooth weather drift (a few slow sinusoids with seed-dependent phases), shared by every site of
+    plus a smooth weather drift (a few slow sinusoids with seed-dependent phases) and a daily anomaly
+    (``DAILY_TEMPERATURE_ANOMALY_C`` x a normal draw per region and local day), shared by every site of
     the region.
     """
 
@@ -158,6 +159,9 @@ DEFAULT_CLIMATE = Climate(15.0, 10.0, 6.0)
 
 #: Periods (days) and amplitudes (°C) of the weather drift.
 WEATHER_DRIFT = ((2.7, 1.6), (5.3, 2.0), (11.1, 1.6), (23.0, 1.2))
+#: Standard deviation (°C) of a region's daily temperature anomaly (one draw per local day, on
+#: top of the smooth drift): day-to-day weather that a baseline cannot see coming.
+DAILY_TEMPERATURE_ANOMALY_C = 1.5
 
 #: Cooling starts above this temperature and is at full design load at ``COOLING_DESIGN_C``.
 COOLING_BALANCE_C = 16.0
