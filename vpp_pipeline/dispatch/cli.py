@@ -23,9 +23,16 @@ from vpp_pipeline import settings
 
 
 def _cmd_receiver(args: argparse.Namespace) -> int:
-    from vpp_pipeline.receiver import serve_forever
+    import sys
 
-    serve_forever(host=args.host, port=args.port)
+    from vpp_pipeline.receiver import ReceiverConfigError, ReceiverSettings, serve_forever
+
+    try:
+        config = ReceiverSettings.from_env()
+    except ReceiverConfigError as exc:
+        print(f"vpp receiver: not started: {exc}", file=sys.stderr, flush=True)
+        return 2
+    serve_forever(host=args.host, port=args.port, config=config)
     return 0
 
 
