@@ -173,6 +173,8 @@ def event_state(slot: dict, now: datetime) -> str:
     if slot.get("cancelled"):
         return "CANCELLED"
     start, end = _parse_time(slot.get("start_time")), _parse_time(slot.get("end_time"))
+    if start is None and end is None:
+        return "UNKNOWN (no times)"
     if end is not None and end <= now:
         return "ENDED"
     if start is not None and start <= now:
