@@ -60,7 +60,13 @@ def _cmd_send_test_dispatch(args: argparse.Namespace) -> int:
     example = examples[0]
     base_url, api_key = settings.leap_api_base_url(), settings.leap_api_key()
     if args.register_url:
-        receiver = ReceiverSettings.from_env()
+        from vpp_pipeline.receiver import ReceiverConfigError
+
+        try:
+            receiver = ReceiverSettings.from_env()
+        except ReceiverConfigError as exc:
+            print(f"not registered: {exc}")
+            return 2
         register_webhook(
             base_url, api_key, args.level, args.register_url, receiver.header_name, receiver.api_key
         )
