@@ -254,7 +254,7 @@ def test_huge_header_from_an_unauthenticated_client_does_not_stall_deliveries(re
     finally:
         flooder.join(60)
     assert "error" not in outcome, outcome
-    # cut off long before 128 MiB were taken in
-    assert outcome["sent"] < 128 * 1024 * 1024
     assert max(latencies) < 1.0, max(latencies)
     assert len(latencies) >= 10
+    # cut off long before 128 MiB were taken in
+    assert outcome["sent"] < 128 * 1024 * 1024
