@@ -14,6 +14,7 @@ import dagster as dg
 import pytest
 from test_dispatch_flow import Stack, meter_note, plain_meters, puts, slot
 
+from assets.dispatch import dispatch_retry_sensor
 from vpp_pipeline.cli import main
 from vpp_pipeline.leap.client import format_utc
 from vpp_pipeline.sandbox.site_controller import SiteControllerServer
@@ -69,6 +70,11 @@ def test_poison_values_are_refused_and_later_deliveries_still_dispatch(stack, sa
     assert summary["new_events"] == 1 and summary["delivered"] == 1
     (put,) = puts(stack.site)
     assert put["meter_id"] == second and put["json"]["target_kw"] == 9.0
+    # the retry sensor evaluates cleanly: nothing owed, nothing poisoned
+    resources = {k: stack.resources[k] for k in ("ops_store", "site_controller")}
+    with dg.build_sensor_context(instance=stack.instance, resources=resources) as context:
+        result = dispatch_retry_sensor(context)
+    assert not getattr(result, "run_requests", None)
 
 
 def test_valid_delivery_sent_with_a_poison_one_is_dispatched(stack, sandbox):
