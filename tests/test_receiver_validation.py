@@ -258,3 +258,56 @@ def test_huge_header_from_an_unauthenticated_client_does_not_stall_deliveries(re
     assert len(latencies) >= 10
     # cut off long before 128 MiB were taken in
     assert outcome["sent"] < 128 * 1024 * 1024
+
+
+# --- the group commit ------------------------------------------------------------------------------------
+
+
+def test_a_row_the_store_refuses_fails_only_its_own_request(tmp_path):
+    """Rows that arrive together are committed in one transaction; when the store refuses one of them
+    (here a NOT NULL column), the others are committed one by one and acknowledged."""
+    import asyncio
+    import hashlib
+    import sqlite3
+
+    from vpp_pipeline.ops import iso
+    from vpp_pipeline.receiver.app import InboxCommitter
+
+    location = str(tmp_path / "ops.sqlite")
+    store = OpsStore.initialize(location)
+
+    def row(i: int, level: str | None = "meter") -> dict:
+        body = f'{{"n": {i}}}'.encode()
+        return {
+            "received_at": iso(datetime.now(UTC)),
+            "level": level,
+            "body": body,
+            "headers": {},
+            "body_sha256": hashlib.sha256(body).hexdigest(),
+        }
+
+    async def burst(committer: InboxCommitter) -> list:
+        # another writer holds the file's write lock while the burst is queued: it becomes one batch
+        blocker = sqlite3.connect(location, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        tasks = [asyncio.ensure_future(committer.commit("inbox", row(0)))]
+        await asyncio.sleep(0.2)
+        tasks += [
+            asyncio.ensure_future(committer.commit("inbox", row(i, None if i == 7 else "meter")))
+            for i in range(1, 20)
+        ]
+        await asyncio.sleep(0.3)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    committer = InboxCommitter(store)
+    try:
+        results = asyncio.run(burst(committer))
+    finally:
+        committer.close()
+    failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
+    assert failed == [7]
+    assert sorted(bytes(r.body) for r in store.inbox()) == sorted(
+        f'{{"n": {i}}}'.encode() for i in range(20) if i != 7
+    )
