@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from vpp_pipeline.dispatch.examples import meter_notification
 
 KEY = "bench-key"
+#: the notifications' timeslot: tomorrow, inside the receiver's time window (it refuses 1970 or 2099)
+SLOT_START = (datetime.now(UTC) + timedelta(days=1)).replace(minute=0, second=0, microsecond=0)
 
 
 def bare_app():
@@ -61,7 +63,7 @@ def _free_port() -> int:
 
 def body(i: int) -> bytes:
     payload = meter_notification(
-        "dd21c76c-7126-4ef7-b0a6-f190fad300b2", str(uuid.uuid4()), datetime(2030, 7, 21, tzinfo=UTC)
+        "dd21c76c-7126-4ef7-b0a6-f190fad300b2", str(uuid.uuid4()), SLOT_START
     )
     payload["meter_dispatches"][0]["partner_reference"] = f"site-{i % 50}"
     return json.dumps(payload).encode()

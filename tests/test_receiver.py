@@ -25,8 +25,10 @@ VECTOR_PAYLOAD = '{"test": 2432232314}'
 VECTOR_SIGNATURE = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
 
 
-#: Start of the one timeslot of the test notifications (far ahead: never expired).
-SLOT_START = datetime(2030, 7, 21, tzinfo=UTC)
+#: Start of the one timeslot of the test notifications (two days ahead: inside the receiver's time window).
+SLOT_START = (datetime.now(UTC) + timedelta(days=2)).replace(
+    hour=0, minute=0, second=0, microsecond=0
+)
 
 
 def notification() -> dict:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -30,7 +30,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-SLOT_START = datetime(2030, 7, 21, tzinfo=UTC)
+SLOT_START = (datetime.now(UTC) + timedelta(days=2)).replace(
+    hour=0, minute=0, second=0, microsecond=0
+)
 
 
 def _body(event_id: str) -> bytes:

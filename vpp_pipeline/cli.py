@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -197,6 +198,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     env.setdefault("LEAP_API_KEY", settings.DEFAULT_SANDBOX_API_KEY)
     env.setdefault("DAGSTER_HOME", str(Path("dagster_home").resolve()))
     env.setdefault("SITE_CONTROLLER_URL", f"http://127.0.0.1:{args.site_controller_port}")
+    # LEAP_API_BASE_URL is set for the children, so the receiver requires a key: a fresh one per
+    # run (registered with the sandbox below), never the public default
+    if not env.get("VPP_WEBHOOK_API_KEY", "").strip():
+        env["VPP_WEBHOOK_API_KEY"] = secrets.token_urlsafe(24)
     Path(env["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     vpp = [sys.executable, "-m", "vpp_pipeline.cli"]
     commands = {
@@ -225,7 +230,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
             env["LEAP_API_BASE_URL"],
             env["LEAP_API_KEY"],
             f"http://127.0.0.1:{DEFAULT_RECEIVER_PORT}/leap/dispatch",
-            ReceiverSettings.from_env(),
+            ReceiverSettings(
+                api_key=env["VPP_WEBHOOK_API_KEY"],
+                header_name=settings.env("VPP_WEBHOOK_HEADER_NAME", "x-api-key").lower(),
+            ),
         )
         print(
             f"vpp dev: sandbox {env['LEAP_API_BASE_URL']}, receiver :{DEFAULT_RECEIVER_PORT}, "

@@ -8,7 +8,9 @@ vpp send-test-dispatch --program CCA [--meter ID ...] [--level meter|group] [--r
                                                      Leap when LEAP_API_BASE_URL is set
 vpp dispatch-status [--limit 20]                     site commands still owed to site controllers
                                                      (failed, stranded, in flight), then recent events
-                                                     and the state of their site commands
+                                                     (scheduled / active / ended / cancelled) and their
+                                                     site commands: received, planned, sent and
+                                                     acknowledged times and the latency
 vpp ops-init                                         create the ops store (VPP_OPS_DB_URL, else
                                                      VPP_OPS_DB_PATH) if there is none, else upgrade
                                                      it; prints its backend, store id and schema
@@ -18,14 +20,22 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import UTC, datetime
 
 from vpp_pipeline import settings
 
 
 def _cmd_receiver(args: argparse.Namespace) -> int:
-    from vpp_pipeline.receiver import serve_forever
+    import sys
 
-    serve_forever(host=args.host, port=args.port)
+    from vpp_pipeline.receiver import ReceiverConfigError, ReceiverSettings, serve_forever
+
+    try:
+        config = ReceiverSettings.from_env()
+    except ReceiverConfigError as exc:
+        print(f"vpp receiver: not started: {exc}", file=sys.stderr, flush=True)
+        return 2
+    serve_forever(host=args.host, port=args.port, config=config)
     return 0
 
 
@@ -50,7 +60,13 @@ def _cmd_send_test_dispatch(args: argparse.Namespace) -> int:
     example = examples[0]
     base_url, api_key = settings.leap_api_base_url(), settings.leap_api_key()
     if args.register_url:
-        receiver = ReceiverSettings.from_env()
+        from vpp_pipeline.receiver import ReceiverConfigError
+
+        try:
+            receiver = ReceiverSettings.from_env()
+        except ReceiverConfigError as exc:
+            print(f"not registered: {exc}")
+            return 2
         register_webhook(
             base_url, api_key, args.level, args.register_url, receiver.header_name, receiver.api_key
         )
@@ -71,7 +87,6 @@ def _ago(seconds: float) -> str:
 
 
 def _print_undelivered(store) -> None:
-    from datetime import UTC, datetime
 
     from vpp_pipeline.dispatch.outbox import find_undelivered
 
@@ -118,32 +133,102 @@ def _cmd_ops_init(args: argparse.Namespace) -> int:
 
 
 def _cmd_dispatch_status(args: argparse.Namespace) -> int:
+
     from vpp_pipeline.ops import OpsStore
 
     store = OpsStore()
+    now = datetime.now(UTC)
     events = store.recent_events(args.limit)
     print(f"ops store {store.display} (store {store.store_id}): {store.max_inbox_id()} inbox rows")
     _print_undelivered(store)
     if not events:
         print("no dispatch events yet")
         return 0
+    print(
+        f"recent events (state at {now.strftime('%Y-%m-%dT%H:%M:%SZ')}); per site command: received"
+        " -> planned -> sent -> acknowledged (UTC) and the latency received -> acknowledged"
+    )
     for event in events:
-        slot = json.loads(event["timeslot"])
-        flags = " TEST" if event["integration_test"] else ""
-        state = "CANCELLED" if slot["cancelled"] else "active"
-        print(
-            f"{event['event_key']}  rev {event['revision']}  {','.join(slot['programs'])}"
-            f"  {slot['start_time'][:16]} -> {slot['end_time'][:16]}  energy_kw={slot['energy_kw']}"
-            f"  prio {slot['priority']}  {state}{flags}  ({event['source']})"
-        )
-        for action in store.actions(event["event_key"]):
-            retry = f", re-sends action {action['retry_of']}" if action["retry_of"] else ""
-            print(
-                f"    {action['command']:<6} {action['meter_id']}/{action['schedule_id']}"
-                f"  {action['status']} ({action['reason_code']}, {action['attempts']} attempt(s),"
-                f" http {action['http_status']}{retry})"
-            )
+        # one unreadable row (a value written by an older version, a bad timeslot) is reported and
+        # skipped: the operator still sees every other event
+        try:
+            print(format_event(event, now))
+            actions = store.actions(event["event_key"])
+            attempts = store.attempts_of(a["action_id"] for a in actions)
+            for action in actions:
+                own = [t for t in attempts if t["action_id"] == action["action_id"]]
+                print(format_action(action, own, now))
+        except Exception as exc:
+            print(f"{event.get('event_key', '?')}  (unreadable: {type(exc).__name__}: {exc})")
     return 0
+
+
+def _parse_time(value) -> datetime | None:
+
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def event_state(slot: dict, now: datetime) -> str:
+    """CANCELLED, ENDED (its end passed), ACTIVE (running now) or SCHEDULED (not started)."""
+    if slot.get("cancelled"):
+        return "CANCELLED"
+    start, end = _parse_time(slot.get("start_time")), _parse_time(slot.get("end_time"))
+    if start is None and end is None:
+        return "UNKNOWN (no times)"
+    if end is not None and end <= now:
+        return "ENDED"
+    if start is not None and start <= now:
+        return "ACTIVE"
+    return "SCHEDULED"
+
+
+def format_event(event: dict, now: datetime) -> str:
+    """One line per event: key, revision, programs, window, kW, priority, state, flags, source."""
+    slot = json.loads(event["timeslot"]) if event.get("timeslot") else {}
+    flags = " TEST" if event.get("integration_test") else ""
+    programs = ",".join(str(p) for p in slot.get("programs") or []) or "?"
+    window = f"{str(slot.get('start_time', '?'))[:16]} -> {str(slot.get('end_time', '?'))[:16]}"
+    return (
+        f"{event['event_key']}  rev {event.get('revision')}  {programs}  {window}"
+        f"  energy_kw={slot.get('energy_kw')}  prio {slot.get('priority')}"
+        f"  {event_state(slot, now)}{flags}  ({event.get('source')})"
+    )
+
+
+def _clock(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z" if at else "-"
+
+
+def format_action(action: dict, attempts: list[dict], now: datetime) -> str:
+    """Two lines per site command: what and how it went, then its times and latency."""
+    retry = f", re-sends action {action['retry_of']}" if action.get("retry_of") else ""
+    received = _parse_time(action.get("received_at"))
+    planned = _parse_time(action.get("planned_at"))
+    sent = _parse_time(attempts[0]["started_at"]) if attempts else None
+    acked = next(
+        (_parse_time(t["finished_at"]) for t in attempts if t.get("outcome") == "ok"), None
+    )
+    if acked is None and action.get("status") == "delivered":
+        acked = _parse_time(action.get("finished_at"))
+    if acked is not None and received is not None:
+        latency = f"latency {(acked - received).total_seconds():.3f} s"
+    elif received is not None and action.get("status") in ("planned", "failed", "stranded"):
+        latency = f"not acknowledged, {(now - received).total_seconds():.0f} s since received"
+    else:
+        latency = "latency -"
+    return (
+        f"    {action.get('command')!s:<6} {action.get('meter_id')}/{action.get('schedule_id')}"
+        f"  {action.get('status')} ({action.get('reason_code')}, {action.get('attempts')}"
+        f" attempt(s), http {action.get('http_status')}{retry})\n"
+        f"           received {_clock(received)}  planned {_clock(planned)}  sent {_clock(sent)}"
+        f"  acknowledged {_clock(acked)}  {latency}"
+    )
 
 
 def add_dispatch_commands(sub) -> None:

@@ -9,12 +9,21 @@ A normalized event is a plain dict:
 ``{event_key, level, event_id, recipient_id, meter_ids, timeslot, integration_test, communication_test,
 content_sha256}`` where ``timeslot`` keeps Leap's field names with times as UTC ISO text and list fields
 sorted, so the same event sent by webhook or found by the search API hashes the same.
+
+Validation: a recipient or timeslot outside Leap's dispatch schema (see ``vpp_pipeline.leap.models``)
+raises :class:`NotificationError` with a reason code naming what is wrong (``KW_OUT_OF_RANGE``,
+``PRIORITY_OUT_OF_RANGE``, ``UNKNOWN_CAP``, ``UNKNOWN_EVENT_TYPE``, ``END_NOT_AFTER_START``,
+``INVALID_ID``, ``NUMBER_NOT_FINITE``; anything else ``INVALID_RECIPIENT``). The receiver also checks that
+each event's times lie in a window around the time it arrived (:func:`check_time_window`); that check is
+not part of parsing, because a stored notification is re-parsed later, when "now" has moved.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -37,6 +46,24 @@ CONTENT_FIELDS = (
 )
 
 
+#: reason codes of schema errors, by the field that fails (the innermost named one wins)
+FIELD_REASONS = {
+    "energy_kw": "KW_OUT_OF_RANGE",
+    "nomination_kw": "KW_OUT_OF_RANGE",
+    "priority": "PRIORITY_OUT_OF_RANGE",
+    "performance_compensation_cap": "UNKNOWN_CAP",
+    "dispatch_event_types": "UNKNOWN_EVENT_TYPE",
+}
+#: reason codes of schema errors, by pydantic's error type (wins over the field)
+TYPE_REASONS = {
+    "finite_number": "NUMBER_NOT_FINITE",
+    "invalid_id": "INVALID_ID",
+    "end_not_after_start": "END_NOT_AFTER_START",
+}
+#: at most this many problems are named in one error's detail
+MAX_PROBLEMS_NAMED = 5
+
+
 class NotificationError(ValueError):
     """A JSON body that is not a Leap dispatch notification; ``reason_code`` is machine-readable."""
 
@@ -44,6 +71,56 @@ class NotificationError(ValueError):
         super().__init__(f"{reason_code}: {detail}")
         self.reason_code = reason_code
         self.detail = detail
+
+
+def _reason_of(error: dict) -> str:
+    if error["type"] in TYPE_REASONS:
+        return TYPE_REASONS[error["type"]]
+    for part in reversed(error["loc"]):
+        if part in FIELD_REASONS:
+            return FIELD_REASONS[part]
+    return "INVALID_RECIPIENT"
+
+
+def _schema_error(exc: ValidationError, prefix: str) -> NotificationError:
+    errors = exc.errors()
+    named = [
+        f"{prefix}.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+        for e in errors[:MAX_PROBLEMS_NAMED]
+    ]
+    more = (
+        f" (+{len(errors) - MAX_PROBLEMS_NAMED} more)" if len(errors) > MAX_PROBLEMS_NAMED else ""
+    )
+    # ascii(): a detail may quote the offending text, which must not break the JSON reply
+    return NotificationError(_reason_of(errors[0]), ascii("; ".join(named) + more)[1:-1])
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """How far from its arrival an event's times may lie: ``start_time`` and ``end_time`` both within
+    ``[received_at - past, received_at + future]``. Leap sends events ahead of time and retries a
+    delivery for 50 minutes; a week back and 60 days ahead hold every real event and refuse a 1970 or
+    a 2099 one. Settings: ``VPP_DISPATCH_WINDOW_PAST_DAYS``, ``VPP_DISPATCH_WINDOW_FUTURE_DAYS``."""
+
+    past: timedelta = timedelta(days=7)
+    future: timedelta = timedelta(days=60)
+
+
+def check_time_window(events: list[dict], received_at: datetime, window: TimeWindow) -> None:
+    """Raise ``NotificationError("TIME_OUT_OF_WINDOW")`` when an event's start or end lies outside
+    ``window`` around ``received_at`` (UTC)."""
+    earliest, latest = received_at - window.past, received_at + window.future
+    for event in events:
+        for field in ("start_time", "end_time"):
+            at = datetime.fromisoformat(event["timeslot"][field])
+            if not earliest <= at <= latest:
+                raise NotificationError(
+                    "TIME_OUT_OF_WINDOW",
+                    f"event {ascii(event['event_id'])[1:-1]}: {field} {at.isoformat()} is outside"
+                    f" {earliest.isoformat(timespec='seconds')} .."
+                    f" {latest.isoformat(timespec='seconds')} (received at"
+                    f" {received_at.isoformat(timespec='seconds')})",
+                )
 
 
 def notification_level(payload: Any) -> str:
@@ -77,11 +154,7 @@ def parse_notification(payload: Any) -> list[dict]:
         try:
             parsed = model.model_validate(recipient)
         except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
-            raise NotificationError(
-                "INVALID_RECIPIENT", f"{key}[{index}].{where}: {first['msg']}"
-            ) from None
+            raise _schema_error(exc, f"{key}[{index}]") from None
         if not parsed.timeslots:
             raise NotificationError("NO_TIMESLOTS", f"{key}[{index}].timeslots is empty")
         for timeslot in parsed.timeslots:

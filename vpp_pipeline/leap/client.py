@@ -10,6 +10,10 @@
   Then :class:`LeapApiError` / :class:`LeapConnectionError` name the endpoint, the status
   and Leap's error envelope. Other 4xx are not retried: they will not get better.
 * A 2xx whose body is not JSON or not the published shape raises :class:`LeapResponseError`.
+* One record of a page that does not match Leap's schema (a required field missing, a value out of
+  Leap's bounds) does not fail the page: the good records are returned, the bad one is logged and kept
+  in :attr:`LeapClient.rejected_records` (a :class:`RejectedRecord`: endpoint, page, position, id and
+  the problem), so one malformed meter never makes every other meter of its page unknown.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import email.utils
 import logging
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -59,6 +64,38 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 DEFAULT_MAX_PAGES = 1000
 
 M = TypeVar("M", bound=BaseModel)
+
+#: the fields that may identify a rejected record, in order of preference
+_ID_FIELDS = ("meter_id", "market_group_id", "program_identifier")
+
+
+@dataclass(frozen=True)
+class RejectedRecord:
+    """A record of a search page that did not match Leap's schema and was left out.
+
+    ``page`` counts from 1 within one search window, ``index`` from 0 within the page; ``record_id``
+    is the record's ``meter_id`` / ``market_group_id`` when it has a readable one."""
+
+    endpoint: str
+    page: int
+    index: int
+    record_id: str | None
+    problem: str
+
+
+def _record_id(item: Any) -> str | None:
+    if isinstance(item, dict):
+        for name in _ID_FIELDS:
+            value = item.get(name)
+            if isinstance(value, str):
+                return ascii(value)[1:-1][:100]
+    return None
+
+
+def _problem_of(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    return f"{where}: {first['msg']} ({exc.error_count()} problem(s))"
 
 
 class _RetryableStatus(Exception):
@@ -209,6 +246,8 @@ class LeapClient:
         self._retry_after_max_s = retry_after_max_s
         self._sleep = sleep
         self._on_request = on_request
+        #: every record left out of a search result since this client was created
+        self.rejected_records: list[RejectedRecord] = []
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={
@@ -291,11 +330,14 @@ class LeapClient:
     def paginate(
         self, path: str, body: dict[str, Any], items_key: str, model: type[M]
     ) -> Iterator[list[M]]:
-        """Yield each page of ``items_key`` records, following ``next_page_token`` to the end."""
+        """Yield each page of ``items_key`` records, following ``next_page_token`` to the end.
+        Records that do not match ``model`` are left out and reported (:attr:`rejected_records`)."""
         endpoint = f"POST {path}"
         request = {k: v for k, v in body.items() if v is not None}
         seen_tokens: set[str] = set()
+        page = 0
         while True:
+            page += 1
             data = self.post_json(path, request)
             if not isinstance(data, dict):
                 raise LeapResponseError(
@@ -307,16 +349,7 @@ class LeapClient:
                     endpoint,
                     f"field {items_key!r} is missing or not a list (keys: {sorted(data)[:10]})",
                 )
-            try:
-                yield [model.model_validate(item) for item in items]
-            except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(p) for p in first["loc"])
-                raise LeapResponseError(
-                    endpoint,
-                    f"{items_key} record does not match Leap's schema: {where}: {first['msg']} "
-                    f"({exc.error_count()} problem(s))",
-                ) from None
+            yield self._valid_records(endpoint, page, items, model)
             token = data.get("next_page_token")
             if not token:
                 return
@@ -328,6 +361,24 @@ class LeapClient:
             if len(seen_tokens) >= self.max_pages:
                 raise page_limit_error(endpoint, self.max_pages)
             request = {**request, "page_token": token}
+
+    def _valid_records(self, endpoint: str, page: int, items: list, model: type[M]) -> list[M]:
+        good: list[M] = []
+        for index, item in enumerate(items):
+            try:
+                good.append(model.model_validate(item))
+            except ValidationError as exc:
+                rejected = RejectedRecord(endpoint, page, index, _record_id(item), _problem_of(exc))
+                self.rejected_records.append(rejected)
+                log.warning(
+                    "%s page %d record %d (%s) left out: it does not match Leap's schema: %s",
+                    endpoint,
+                    page,
+                    index,
+                    rejected.record_id or "no id",
+                    rejected.problem,
+                )
+        return good
 
     # -- endpoints ----------------------------------------------------------------------
 

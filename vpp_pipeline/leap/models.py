@@ -13,9 +13,10 @@ Timestamps: Leap uses ``2023-02-21T00:00:00.000Z``, ``2000-01-23T04:56:07.000+00
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 
 def _to_utc(value: datetime) -> datetime:
@@ -142,43 +143,88 @@ class Nomination(LeapRecord):
 
 # --- dispatch (Dispatch v2: search and webhook records) ---------------------------------
 
+#: ``PerformanceCompensationCap`` in Leap's dispatch OpenAPI file.
+PerformanceCompensationCap = Literal["grid-exports-allowed", "up-to-nomination", "up-to-site-load"]
+#: ``DispatchEventType`` in Leap's dispatch OpenAPI file.
+DispatchEventType = Literal["hour-ahead", "day-ahead", "5m", "capacity-test", "standard"]
+#: ``energy_kw`` / ``nomination_kw`` bounds in ``BaseDispatchEventTimeslot`` (kW, finite).
+DISPATCH_KW_MIN = 0.01
+DISPATCH_KW_MAX = 100_000.0
+#: ``priority`` bounds (1 = highest).
+PRIORITY_MIN, PRIORITY_MAX = 1, 10
+#: Ids are uuids in Leap's files; they are kept as text, so what is checked is what text needs.
+MAX_ID_CHARS = 128
+
+DispatchKw = Annotated[float, Field(ge=DISPATCH_KW_MIN, le=DISPATCH_KW_MAX, allow_inf_nan=False)]
+
+
+def _valid_id(value: str) -> str:
+    """A Leap id usable as a key: 1-128 characters, valid UTF-8, no control characters."""
+    if not value.strip() or len(value) > MAX_ID_CHARS:
+        raise PydanticCustomError("invalid_id", "id must be 1-{n} characters", {"n": MAX_ID_CHARS})
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PydanticCustomError("invalid_id", "id is not valid UTF-8 text") from None
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise PydanticCustomError("invalid_id", "id holds control characters")
+    return value
+
+
+LeapId = Annotated[str, AfterValidator(_valid_id)]
+
 
 class DispatchTimeslot(LeapRecord):
     """Fields shared by meter- and group-level timeslots (``BaseDispatchEventTimeslot``).
 
     ``energy_kw`` null means "dispatch the most the site can"; ``nomination_kw`` is the
     market commitment (kW). Times are the UTC dispatch window, end exclusive.
+
+    Leap's schema bounds are enforced: kW in [0.01, 100000] and finite, ``priority`` 1-10, a known
+    ``performance_compensation_cap`` and ``dispatch_event_types`` (at least one), at least one
+    program, and ``end_time`` after ``start_time``. ``programs`` are not checked against Leap's
+    program list: it grows with new markets, and an unknown program still names a dispatch to perform.
     """
 
     start_time: UtcDatetime
     end_time: UtcDatetime
     cancelled: bool
-    performance_compensation_cap: str
-    priority: int
+    performance_compensation_cap: PerformanceCompensationCap
+    priority: int = Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)
     is_voluntary: bool
-    dispatch_event_types: list[str]
-    programs: list[str]
-    energy_kw: float | None = None
-    nomination_kw: float | None = None
+    dispatch_event_types: list[DispatchEventType] = Field(min_length=1)
+    programs: list[str] = Field(min_length=1)
+    energy_kw: DispatchKw | None = None
+    nomination_kw: DispatchKw | None = None
     communication_test: bool | None = None
+
+    @model_validator(mode="after")
+    def _end_after_start(self):
+        if self.end_time <= self.start_time:
+            raise PydanticCustomError(
+                "end_not_after_start",
+                "end_time {end} is not after start_time {start}",
+                {"end": self.end_time.isoformat(), "start": self.start_time.isoformat()},
+            )
+        return self
 
 
 class MeterDispatchTimeslot(DispatchTimeslot):
-    meter_event_id: str
+    meter_event_id: LeapId
 
 
 class GroupDispatchTimeslot(DispatchTimeslot):
-    market_group_event_id: str
+    market_group_event_id: LeapId
 
 
 class MeterDispatch(LeapRecord):
-    meter_id: str
+    meter_id: LeapId
     timeslots: list[MeterDispatchTimeslot]
     partner_reference: str | None = None
 
 
 class GroupDispatch(LeapRecord):
-    market_group_id: str
-    meter_ids: list[str]
+    market_group_id: LeapId
+    meter_ids: list[LeapId]
     timeslots: list[GroupDispatchTimeslot]
     partner_references: list[str] | None = None

@@ -277,6 +277,17 @@ class OpsSession:
     def attempts(self) -> list[dict]:
         return self._db.rows("SELECT * FROM dispatch_attempts ORDER BY action_id, attempt")
 
+    def attempts_of(self, action_ids: Iterable[int]) -> list[dict]:
+        """The delivery attempts of ``action_ids``, in action and attempt order."""
+        wanted = sorted(set(action_ids))
+        if not wanted:
+            return []
+        return self._db.rows(
+            f"SELECT * FROM dispatch_attempts WHERE action_id IN ({_marks(len(wanted))})"
+            " ORDER BY action_id, attempt",
+            wanted,
+        )
+
     def record_attempt(
         self,
         action_id: int,

@@ -291,6 +291,9 @@ class OpsStore:
     def attempts(self) -> list[dict]:
         return self._read(lambda s: s.attempts())
 
+    def attempts_of(self, action_ids) -> list[dict]:
+        return self._read(lambda s: s.attempts_of(action_ids))
+
     def undelivered_actions(self) -> list[dict]:
         return self._read(lambda s: s.undelivered_actions())
 

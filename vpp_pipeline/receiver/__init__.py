@@ -4,8 +4,10 @@ from vpp_pipeline.receiver.app import (
     DEFAULT_HEADER_NAME,
     DEFAULT_WEBHOOK_API_KEY,
     MAX_BODY_BYTES,
+    ReceiverConfigError,
     ReceiverSettings,
     create_receiver_app,
+    webhook_api_key,
 )
 from vpp_pipeline.receiver.server import DEFAULT_RECEIVER_PORT, ReceiverServer, serve_forever
 
@@ -14,8 +16,10 @@ __all__ = [
     "DEFAULT_RECEIVER_PORT",
     "DEFAULT_WEBHOOK_API_KEY",
     "MAX_BODY_BYTES",
+    "ReceiverConfigError",
     "ReceiverServer",
     "ReceiverSettings",
     "create_receiver_app",
     "serve_forever",
+    "webhook_api_key",
 ]

@@ -4,11 +4,21 @@ the foreground (``serve_forever``, for ``vpp receiver``)."""
 from __future__ import annotations
 
 from vpp_pipeline.http_server import BackgroundServer, bind_socket, serve_in_foreground
-from vpp_pipeline.receiver.app import ReceiverSettings, create_receiver_app
+from vpp_pipeline.receiver.app import (
+    DEFAULT_WEBHOOK_API_KEY,
+    ReceiverSettings,
+    create_receiver_app,
+)
+from vpp_pipeline.receiver.header_limit import bounded_http_protocol
 
 DEFAULT_RECEIVER_PORT = 8780
 #: Startup runs the app's lifespan (the ops store); a deep backlog absorbs bursts of retries.
 RECEIVER_UVICORN_OPTIONS = {"lifespan": "on", "backlog": 2048}
+
+
+def receiver_uvicorn_options(config: ReceiverSettings) -> dict:
+    """uvicorn options of a receiver: the lifespan, the backlog and the bound on request heads."""
+    return {**RECEIVER_UVICORN_OPTIONS, **bounded_http_protocol(config.max_head_bytes)}
 
 
 class ReceiverServer(BackgroundServer):
@@ -25,6 +35,7 @@ class ReceiverServer(BackgroundServer):
     ) -> None:
         super().__init__(host=host, port=port)
         self.config = config or ReceiverSettings.from_env()
+        self.uvicorn_options = receiver_uvicorn_options(self.config)
 
     def build_app(self):
         return create_receiver_app(self.config)
@@ -45,8 +56,9 @@ def serve_forever(
     sock = bind_socket(host, port)
     bound = sock.getsockname()[1]
     print(
-        f"vpp receiver on http://{host}:{bound}/leap/dispatch (auth header {config.header_name!r};"
+        f"vpp receiver on http://{host}:{bound}/leap/dispatch (auth header {config.header_name!r}"
+        f"{', PUBLIC SANDBOX KEY' if config.api_key == DEFAULT_WEBHOOK_API_KEY else ''};"
         f" signatures {'required' if config.signing_secret else 'off'}; ops store {app.state.ops_store})",
         flush=True,
     )
-    serve_in_foreground(app, sock, **RECEIVER_UVICORN_OPTIONS)
+    serve_in_foreground(app, sock, **receiver_uvicorn_options(config))
