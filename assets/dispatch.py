@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 
 from vpp_pipeline.dispatch import mirror
 from vpp_pipeline.dispatch.inbox_cursor import InboxCursor, start_after
+from vpp_pipeline.dispatch.ordering import leap_event_lookup
 from vpp_pipeline.dispatch.outbox import find_undelivered, retry_run_key
 from vpp_pipeline.dispatch.processing import (
     leap_site_fetcher,
@@ -67,6 +68,7 @@ def process_dispatch_inbox(
                 after=config.after,
                 up_to=config.up_to or None,
                 fetch_sites=leap_site_fetcher(leap_client),
+                leap_lookup=leap_event_lookup(leap_client),
                 run_id=context.run_id,
                 retry_policy=policy,
                 log_fn=context.log.info,
@@ -78,6 +80,7 @@ def process_dispatch_inbox(
     context.log.info(f"dispatch summary: {summary}")
     if summary["unknown_meter_ids"]:
         context.log.warning(f"UNKNOWN_METER: {summary['unknown_meter_ids']}")
+    _report_quarantine(context, store, summary)
     failed = summary["failed"] + summary.get("retry_failed", 0)
     if failed:
         raise dg.Failure(
@@ -85,6 +88,31 @@ def process_dispatch_inbox(
             metadata={k: v for k, v in summary.items() if k != "unknown_meter_ids"},
         )
     return summary
+
+
+def _report_quarantine(context: dg.OpExecutionContext, store, summary: dict) -> None:
+    """What this run (or an earlier one) set aside: a warning and output metadata, never a failure
+    (one bad row must not stop the others; docs/dispatch-ordering.md)."""
+    new = summary.get("quarantined", 0) + summary.get("retry_quarantined", 0)
+    open_entries = store.quarantined()
+    if new:
+        context.log.warning(
+            f"QUARANTINED {new} item(s) this run; {len(open_entries)} open in the quarantine"
+            " (vpp dispatch-quarantine)"
+        )
+    context.add_output_metadata(
+        {
+            "quarantined_this_run": new,
+            "quarantine_open": len(open_entries),
+            "quarantine_latest": dg.MetadataValue.json(
+                [
+                    {k: e[k] for k in ("quarantine_id", "kind", "inbox_id", "event_key",
+                                       "action_id", "reason_code", "detail")}
+                    for e in open_entries[-10:]
+                ]
+            ),
+        }
+    )  # fmt: skip
 
 
 @dg.job(description="Latency path: inbox rows -> dispatch events -> site-controller commands.")

@@ -50,6 +50,7 @@ from starlette.routing import Route
 
 from vpp_pipeline import settings
 from vpp_pipeline.dispatch.notifications import NotificationError, meter_ids_of, parse_notification
+from vpp_pipeline.dispatch.ordering import SIGNATURE_MARK
 from vpp_pipeline.ops import OpsStore, OpsStoreError, iso, ops_db_path
 
 log = logging.getLogger(__name__)
@@ -309,8 +310,12 @@ def create_receiver_app(config: ReceiverSettings | None = None) -> Starlette:
             if refused is not None:
                 return refused
         headers = {
-            k: v for k, v in request.headers.items() if k not in SECRET_HEADERS and k != header_name
+            k: v
+            for k, v in request.headers.items()
+            if k not in SECRET_HEADERS and k != header_name and not k.startswith("x-vpp-")
         }
+        if verifier is not None:
+            headers[SIGNATURE_MARK] = "verified"  # webhook-id dedup applies to verified bodies only
         try:
             payload = json.loads(body)
         except ValueError:
