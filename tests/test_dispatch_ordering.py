@@ -76,7 +76,11 @@ class LeapStack(Stack):
                 "timeslots": [published],
             }
             key = "group_dispatches"
-        return {"integration_test_notification": False, "communication_test": False, key: [recipient]}
+        return {
+            "integration_test_notification": False,
+            "communication_test": False,
+            key: [recipient],
+        }
 
     def deliver(self, body: dict, **headers) -> list[dict]:
         response = self.post(body, **headers)
@@ -254,9 +258,7 @@ def test_client_cannot_claim_a_verified_signature(leap_stack, private_sandbox):
     assert "x-vpp-signature" not in row.headers and row.headers["webhook-id"] == "msg_x"
 
 
-def test_reconciliation_takes_a_group_events_members_from_leap(
-    leap_stack, site, private_sandbox
-):
+def test_reconciliation_takes_a_group_events_members_from_leap(leap_stack, site, private_sandbox):
     portfolio = private_sandbox.portfolio
     a, b, c = plain_meters(portfolio, 3)
     group_id = str(uuid.uuid4())
