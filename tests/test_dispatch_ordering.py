@@ -127,9 +127,9 @@ def test_older_body_after_update_does_not_roll_back(leap_stack, site, private_sa
     assert summary["revisions"] == 1
     # Leap's retry of the 30 kW body arrives after the 45 kW update
     (summary,) = leap_stack.deliver(first)
-    assert summary["stale"] == 1 and summary["revisions"] == 0 and summary["commands"] == 0
     assert target_kw_sent(site, meter) == [30.0, 45.0]
     assert site.schedules[(meter, event_id)]["target_kw"] == 45.0
+    assert summary["stale"] == 1 and summary["revisions"] == 0 and summary["commands"] == 0
     (event,) = leap_stack.store.events()
     assert event["revision"] == 2 and json.loads(event["timeslot"])["energy_kw"] == 45.0
 
@@ -142,9 +142,9 @@ def test_original_body_after_cancellation_stays_cancelled(leap_stack, site, priv
     assert site.requests[-1]["method"] == "DELETE"
     requests_before = len(site.requests)
     (summary,) = leap_stack.deliver(first)
-    assert summary["stale"] == 1 and summary["commands"] == 0
     assert len(site.requests) == requests_before
     assert (meter, event_id) not in site.schedules
+    assert summary["stale"] == 1 and summary["commands"] == 0
     assert json.loads(leap_stack.store.events()[0]["timeslot"])["cancelled"] is True
 
 
@@ -158,8 +158,8 @@ def test_body_never_seen_that_arrives_after_a_newer_one_is_decided_by_leap(
     update = leap_stack.publish(meter, {"meter_event_id": event_id, "energy_kw": 45.0})
     leap_stack.deliver(update)
     (summary,) = leap_stack.deliver(first)
-    assert summary["stale"] == 1 and summary["commands"] == 0
     assert target_kw_sent(site, meter) == [45.0]
+    assert summary["stale"] == 1 and summary["commands"] == 0
 
 
 def test_genuine_update_back_to_an_earlier_value_is_applied(leap_stack, site, private_sandbox):
@@ -204,8 +204,8 @@ def test_leap_unreachable_the_held_state_stands(leap_stack, site, private_sandbo
         (summary,) = leap_stack.deliver(first)  # never seen here, and Leap cannot say
     finally:
         private_sandbox.faults.clear()
-    assert summary["held"] == 1 and summary["commands"] == 0
     assert target_kw_sent(site, meter) == [45.0]
+    assert summary["held"] == 1 and summary["commands"] == 0
     # Leap back: the reconciliation finds Leap's 45 kW = the held content, and changes nothing
     run = dispatch_reconciliation_job.execute_in_process(
         resources=leap_stack.resources, instance=leap_stack.instance
@@ -239,6 +239,7 @@ def test_replayed_older_signed_delivery_changes_nothing(
         stack.deliver(update, **sign(update, "msg_update"))
         # the first signed delivery replayed byte for byte, inside the signature tolerance
         (summary,) = stack.deliver(first, **first_headers)
+        assert target_kw_sent(site, meter) == [30.0, 45.0]
         assert summary["replays"] == 1 and summary["commands"] == 0
         # and a replay of the current one, which changes nothing either
         (summary,) = stack.deliver(update, **sign(update, "msg_update"))
