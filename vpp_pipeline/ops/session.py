@@ -212,9 +212,10 @@ class OpsSession:
         return self._db.rows(f"SELECT * FROM dispatch_quarantine{where} ORDER BY quarantine_id")
 
     def release_quarantined(self, quarantine_id: int, at: datetime) -> dict:
-        """Release one entry: an inbox row's body is queued again as a new inbox row (``source``
-        ``'released'``, so the sensor picks it up); an event or command is retried by the next run that
-        touches it (and quarantined again if it still cannot be processed). Returns the entry."""
+        """Release one entry: the body of the inbox row it names (kinds ``inbox`` and ``event``) is queued
+        again as a new inbox row (``source`` ``'released'``, so the sensor picks it up); other entries are
+        retried by the next run that touches them. Either is quarantined again if it still cannot be
+        processed. Returns the entry."""
         found = self._db.rows(
             "SELECT * FROM dispatch_quarantine WHERE quarantine_id = %s", (quarantine_id,)
         )
@@ -226,14 +227,18 @@ class OpsSession:
                 f"quarantine entry {quarantine_id} was released at {entry['released_at']}"
             )
         released_as = None
-        if entry["kind"] == "inbox" and entry["inbox_id"] is not None:
+        if entry["kind"] in ("inbox", "event") and entry["inbox_id"] is not None:
             (row,) = self.inbox_rows(int(entry["inbox_id"]) - 1, int(entry["inbox_id"]))
             released_as = self.insert_inbox(
                 received_at=parse_iso(row.received_at),
                 source="released",
                 level=row.level,
                 body=row.body,
-                headers={**row.headers, "x-vpp-released-from": str(row.inbox_id)},
+                # not a signed delivery any more: an operator's re-queue is never a webhook-id replay
+                headers={
+                    **{k: v for k, v in row.headers.items() if k != "x-vpp-signature"},
+                    "x-vpp-released-from": str(row.inbox_id),
+                },
             )
         self._db.execute(
             "UPDATE dispatch_quarantine SET released_at = %s, released_as = %s"
