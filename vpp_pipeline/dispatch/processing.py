@@ -151,8 +151,9 @@ def _ordering_candidates(s: OpsSession, parsed: list[tuple]) -> list[dict]:
                 datetime.fromisoformat(event["timeslot"]["start_time"])
             )
     candidates = []
+    held_rows = s.events_by_key(contents)
     for key, hashes in contents.items():
-        stored = s.event(key)
+        stored = held_rows.get(key)
         if stored is not None and (hashes - {stored["content_sha256"]}):
             held = json.loads(stored["timeslot"])
             starts[key].add(datetime.fromisoformat(held["start_time"]))
@@ -284,14 +285,10 @@ def _apply_row(
                 inbox_id=row.inbox_id, event_key=event["event_key"],
             )  # fmt: skip
             continue
-        before = s.event(event["event_key"])
-        outcome = _apply_event(s, event, row, at, verdicts, log_fn)
+        outcome, meters = _apply_event(s, event, row, at, verdicts, log_fn)
         summary[outcome] += 1
         if outcome in ("new_events", "revisions"):
-            # the meters it named before and after (a group's member list can change)
-            for stored in (before, s.event(event["event_key"])):
-                if stored is not None:
-                    touched.update(json.loads(stored["meter_ids"]))
+            touched.update(meters)
             received[event["event_key"]] = row.received_at
 
 
@@ -394,18 +391,20 @@ def _same_content(current: dict, event: dict, row) -> bool:
 
 def _apply_event(
     s: OpsSession, event: dict, row, at: datetime, verdicts: LeapVerdicts, log_fn=log.info
-) -> str:
-    """Store a received event: ``new_events``, ``revisions``, ``duplicates`` (the held content),
-    ``stale`` (older than the held content) or ``held`` (order unknown while Leap cannot be reached)."""
+) -> tuple[str, set[str]]:
+    """Store a received event. Returns the outcome: ``new_events``, ``revisions``, ``duplicates`` (the
+    held content), ``stale`` (older than the held content) or ``held`` (order unknown while Leap cannot
+    be reached); and for a stored revision the meters it named before and after (a group's member list
+    can change), to re-plan."""
     key = event["event_key"]
     current = s.event(key)
     if current is not None and _same_content(current, event, row):
-        return "duplicates"
+        return "duplicates", set()
     source = row.source
     if current is not None and row.source == "reconciliation":
         # the search's content is Leap's; a webhook stored after this search ran is newer still
         if current["inbox_id"] > row.inbox_id:
-            return "stale"
+            return "stale", set()
     elif current is not None:
         verdict, chosen, why = decide(
             event,
@@ -419,11 +418,11 @@ def _apply_event(
                 f"{verdict.upper()} {key} from inbox row {row.inbox_id} ({why}): revision"
                 f" {current['revision']} stands"
             )
-            return "stale" if verdict == STALE else "held"
+            return ("stale" if verdict == STALE else "held"), set()
         if chosen is not event:
             event, source = chosen, "leap_search"
             if _same_content(current, event, row):
-                return "duplicates"
+                return "duplicates", set()
     revision = 1 if current is None else current["revision"] + 1
     s.save_event(
         {
@@ -444,7 +443,10 @@ def _apply_event(
             "updated_at": iso(at),
         }
     )
-    return "new_events" if current is None else "revisions"
+    meters = set(event["meter_ids"])
+    if current is not None:
+        meters.update(json.loads(current["meter_ids"]))
+    return ("new_events" if current is None else "revisions"), meters
 
 
 def _event_from_row(row: dict) -> dict:

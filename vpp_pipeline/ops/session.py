@@ -274,6 +274,16 @@ class OpsSession:
             [(m, event["event_key"]) for m in sorted(set(json.loads(event["meter_ids"])))],
         )
 
+    def events_by_key(self, event_keys: Iterable[str]) -> dict[str, dict]:
+        """The current rows of the given events that exist, by event key (one query)."""
+        wanted = sorted(set(event_keys))
+        if not wanted:
+            return {}
+        rows = self._db.rows(
+            f"SELECT * FROM dispatch_events WHERE event_key IN ({_marks(len(wanted))})", wanted
+        )
+        return {r["event_key"]: r for r in rows}
+
     def has_revision_content(self, event_key: str, content_sha256: str) -> bool:
         """Whether any revision of the event (current or earlier) had this content."""
         return bool(
