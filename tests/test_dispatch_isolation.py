@@ -162,6 +162,10 @@ def test_poison_event_and_command_already_in_the_store(stack, site, sandbox):
     assert run.success
     summary = run.output_for_node("process_dispatch_inbox")
     assert summary["retry_quarantined"] == 1
+    (output,) = [e for e in run.all_node_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = output.event_specific_data.metadata
+    assert metadata["quarantined_this_run"].value == 1 and metadata["quarantine_open"].value == 1
+    assert metadata["quarantine_latest"].value[0]["reason_code"] == "SEND_FAILED"
     (resend,) = [a for a in stack.store.actions() if a["retry_of"] == action_id]
     assert resend["status"] == "quarantined"
     assert stack.store.undelivered_actions() == []  # never re-sent again
