@@ -69,11 +69,12 @@ def test_poison_inbox_rows_are_quarantined_and_the_batch_goes_on(stack, site, sa
     poison_meter, good_meter = plain_meters(sandbox.portfolio, 2)
     infinity_id = store_raw_inbox_row(stack, infinity_body(poison_meter))
     surrogate_id = store_raw_inbox_row(stack, lone_surrogate_body())
+    deep_id = store_raw_inbox_row(stack, b"[" * 100_000 + b"]" * 100_000)
     good = slot(energy_kw=6.0)
     assert stack.post(meter_note((good_meter, [good]))).status_code == 200
-    (summary,) = stack.tick()  # one run for the three rows
+    (summary,) = stack.tick()  # one run for the four rows
     assert summary is not None, "dispatch_job failed"
-    assert summary["rows"] == 3 and summary["new_events"] == 1 and summary["quarantined"] == 2
+    assert summary["rows"] == 4 and summary["new_events"] == 1 and summary["quarantined"] == 3
     (put,) = puts(site)
     assert (put["meter_id"], put["json"]["target_kw"]) == (good_meter, 6.0)
     entries = {e["inbox_id"]: e for e in stack.store.quarantined()}
@@ -81,6 +82,8 @@ def test_poison_inbox_rows_are_quarantined_and_the_batch_goes_on(stack, site, sa
     assert "energy_kw is inf" in entries[infinity_id]["detail"]
     assert entries[surrogate_id]["reason_code"] == "INVALID_TEXT"
     assert entries[surrogate_id]["kind"] == "event"
+    assert entries[deep_id]["reason_code"] == "NOT_A_NOTIFICATION"
+    assert "RecursionError" in entries[deep_id]["detail"]
     # every row is processed (the sensor moves on) and nothing is left owed
     assert all(r.processed_at for r in stack.store.inbox())
     assert stack.tick() == []
