@@ -282,3 +282,30 @@ def test_reconciliation_takes_a_group_events_members_from_leap(leap_stack, site,
     assert event["revision"] == 2 and event["source"] == "reconciliation"
     assert c in {r["meter_id"] for r in puts(site)}
     assert BASE  # the events start in the future: nothing expires during the test
+
+
+def test_group_body_never_seen_after_a_newer_one_is_decided_by_leaps_group_search(
+    leap_stack, site, private_sandbox
+):
+    # Leap's group dispatch search (market_group_event_ids) decides: it holds 50 kW
+    members = plain_meters(private_sandbox.portfolio, 2)
+    group_id = str(uuid.uuid4())
+    first = leap_stack.publish(
+        group_id,
+        slot(level="group", energy_kw=30.0, nomination_kw=60.0),
+        level="group",
+        meter_ids=members,
+    )
+    event_id = first["group_dispatches"][0]["timeslots"][0]["market_group_event_id"]
+    update = leap_stack.publish(
+        group_id,
+        {"market_group_event_id": event_id, "energy_kw": 50.0},
+        level="group",
+        meter_ids=members,
+    )
+    leap_stack.deliver(update)
+    sent = len(site.requests)
+    (summary,) = leap_stack.deliver(first)  # the delayed 30 kW body, never seen here
+    assert len(site.requests) == sent
+    assert sum(site.schedules[(m, event_id)]["target_kw"] for m in members) == pytest.approx(50.0)
+    assert summary["stale"] == 1
