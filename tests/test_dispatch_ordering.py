@@ -199,7 +199,8 @@ def test_leap_unreachable_the_held_state_stands(leap_stack, site, private_sandbo
     first = leap_stack.publish(meter, slot(event_id, energy_kw=30.0, nomination_kw=50.0))
     update = leap_stack.publish(meter, {"meter_event_id": event_id, "energy_kw": 45.0})
     leap_stack.deliver(update)
-    private_sandbox.faults.set("503", path_prefix="/v2/dispatch/meter/search")
+    # two 503s: the ordering search gives up after its 2 attempts (the resource would try 5 times)
+    private_sandbox.faults.set("503", count=2, path_prefix="/v2/dispatch/meter/search")
     try:
         (summary,) = leap_stack.deliver(first)  # never seen here, and Leap cannot say
     finally:
