@@ -15,6 +15,7 @@ from dagster_duckdb import DuckDBResource
 
 from vpp_pipeline.dispatch import mirror
 from vpp_pipeline.dispatch.inbox_cursor import InboxCursor, start_after
+from vpp_pipeline.dispatch.ordering import leap_event_lookup
 from vpp_pipeline.dispatch.outbox import find_undelivered, retry_run_key
 from vpp_pipeline.dispatch.processing import (
     leap_site_fetcher,
@@ -23,8 +24,29 @@ from vpp_pipeline.dispatch.processing import (
     retry_pass,
 )
 from vpp_pipeline.dispatch.resources import OpsStoreResource, SiteControllerResource
+from vpp_pipeline.leap import LeapClient
 from vpp_pipeline.resources import LeapResource
 from vpp_pipeline.warehouse import preview_markdown, row_count, run_models, stage_frame
+
+#: Leap's dispatch search for an ordering decision is bounded (seconds per attempt, attempts): while Leap
+#: is slow or down, a run with updates waits at most ~11 s, then the held state stands (the reconciliation
+#: brings Leap's state later); the resource's own limits (30 s x 5 attempts) are for the analytics path.
+ORDERING_SEARCH_TIMEOUT_S = 5.0
+ORDERING_SEARCH_ATTEMPTS = 2
+
+
+def ordering_client(leap: LeapResource) -> LeapClient:
+    """A Leap client for ``dispatch.ordering``'s search, with the bounds above (docs/dispatch-ordering.md)."""
+    return LeapClient(
+        leap.base_url,
+        leap.api_key,
+        timeout_s=min(leap.timeout_s, ORDERING_SEARCH_TIMEOUT_S),
+        max_attempts=min(leap.max_attempts, ORDERING_SEARCH_ATTEMPTS),
+        backoff_initial_s=min(leap.backoff_initial_s, 0.5),
+        backoff_max_s=min(leap.backoff_max_s, 1.0),
+        retry_after_max_s=1.0,
+        max_pages=leap.max_pages,
+    )
 
 
 class DispatchInboxRange(dg.Config):
@@ -59,7 +81,11 @@ def process_dispatch_inbox(
             f" {store.display} holds store {store.store_id} (the sensor requests the new store's rows)"
         )
     policy = site_controller.retry_policy() if config.retry_outstanding else None
-    with site_controller.client() as client, leap.client() as leap_client:
+    with (
+        site_controller.client() as client,
+        leap.client() as leap_client,
+        ordering_client(leap) as search_client,
+    ):
         if config.apply_inbox:
             summary = process_inbox(
                 store,
@@ -67,6 +93,7 @@ def process_dispatch_inbox(
                 after=config.after,
                 up_to=config.up_to or None,
                 fetch_sites=leap_site_fetcher(leap_client),
+                leap_lookup=leap_event_lookup(search_client),
                 run_id=context.run_id,
                 retry_policy=policy,
                 log_fn=context.log.info,
@@ -78,6 +105,7 @@ def process_dispatch_inbox(
     context.log.info(f"dispatch summary: {summary}")
     if summary["unknown_meter_ids"]:
         context.log.warning(f"UNKNOWN_METER: {summary['unknown_meter_ids']}")
+    _report_quarantine(context, store, summary)
     failed = summary["failed"] + summary.get("retry_failed", 0)
     if failed:
         raise dg.Failure(
@@ -85,6 +113,31 @@ def process_dispatch_inbox(
             metadata={k: v for k, v in summary.items() if k != "unknown_meter_ids"},
         )
     return summary
+
+
+def _report_quarantine(context: dg.OpExecutionContext, store, summary: dict) -> None:
+    """What this run (or an earlier one) set aside: a warning and output metadata, never a failure
+    (one bad row must not stop the others; docs/dispatch-ordering.md)."""
+    new = summary.get("quarantined", 0) + summary.get("retry_quarantined", 0)
+    open_entries = store.quarantined()
+    if new:
+        context.log.warning(
+            f"QUARANTINED {new} item(s) this run; {len(open_entries)} open in the quarantine"
+            " (vpp dispatch-quarantine)"
+        )
+    context.add_output_metadata(
+        {
+            "quarantined_this_run": new,
+            "quarantine_open": len(open_entries),
+            "quarantine_latest": dg.MetadataValue.json(
+                [
+                    {k: e[k] for k in ("quarantine_id", "kind", "inbox_id", "event_key",
+                                       "action_id", "reason_code", "detail")}
+                    for e in open_entries[-10:]
+                ]
+            ),
+        }
+    )  # fmt: skip
 
 
 @dg.job(description="Latency path: inbox rows -> dispatch events -> site-controller commands.")

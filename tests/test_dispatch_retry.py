@@ -438,9 +438,9 @@ def test_store_created_before_retries_gains_the_columns(tmp_path):
     (row,) = store.undelivered_actions()
     assert row["retry_of"] is None and row["retry_round"] == 0
     assert row["schedule_end_time"] == "2999-01-01T00:00:00.000Z"
-    assert store.schema_version == 2
+    assert store.schema_version == 3
     again = OpsStore(path)  # opening again changes nothing
-    assert again.store_id == store.store_id and again.schema_version == 2
+    assert again.store_id == store.store_id and again.schema_version == 3
 
 
 def _row(action_id: int, status: str, last: datetime, end: datetime, retry_round: int = 0) -> dict:

@@ -209,7 +209,7 @@ def _store_at_version_1(location: str) -> None:
 def test_a_version_1_store_is_upgraded_in_place(ops_location):
     _store_at_version_1(ops_location)
     store = OpsStore(ops_location)
-    assert store.schema_version == 2
+    assert store.schema_version == 3
     with store.session(write=False) as s:
         versions = s.rows("SELECT version, name FROM ops_schema_versions ORDER BY version")
         # the upgrade filled the new table from the events already there
@@ -217,7 +217,11 @@ def test_a_version_1_store_is_upgraded_in_place(ops_location):
     assert versions == [
         {"version": 1, "name": "dispatch_path"},
         {"version": 2, "name": "event_meters"},
+        {"version": 3, "name": "ordering_and_quarantine"},
     ]
+    with store.session(write=False) as s:  # version 3's tables, empty
+        assert s.quarantined() == []
+        assert s.rows("SELECT count(*) AS n FROM webhook_deliveries") == [{"n": 0}]
     assert OpsStore(ops_location).store_id == store.store_id  # identity kept
 
 
@@ -236,7 +240,7 @@ def test_processes_starting_together_create_one_store(ops_location):
     ids = {results.get(timeout=5) for _ in procs}
     assert ids == {OpsStore(ops_location).store_id}
     with OpsStore(ops_location).session(write=False) as s:
-        assert s.rows("SELECT count(*) AS n FROM ops_schema_versions") == [{"n": 2}]
+        assert s.rows("SELECT count(*) AS n FROM ops_schema_versions") == [{"n": 3}]
 
 
 def test_a_newer_schema_is_refused(ops_store):

@@ -380,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vpp_pipeline.dispatch.cli import add_dispatch_commands  # receiver, site-controller, ...
 
     add_dispatch_commands(sub)
+    from vpp_pipeline.dispatch.quarantine_cli import add_quarantine_command
+
+    add_quarantine_command(sub)
     return parser
 
 

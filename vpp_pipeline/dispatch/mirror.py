@@ -9,6 +9,7 @@ from datetime import datetime
 import polars as pl
 
 from vpp_pipeline.dispatch.planning import split_event
+from vpp_pipeline.dispatch.quarantine import event_problem
 from vpp_pipeline.measurement.dispatch_frames import SLOT_SCHEMA
 from vpp_pipeline.ops import OpsStore
 
@@ -61,6 +62,8 @@ def frames(store: OpsStore) -> tuple[pl.DataFrame, pl.DataFrame]:
         sites = s.sites(meters)
     events = []
     for row in event_rows:
+        if event_problem(row) is not None:
+            continue  # quarantined (docs/dispatch-ordering.md): not planned, so not mirrored either
         slot = json.loads(row["timeslot"])
         event = {
             "event_key": row["event_key"],
@@ -122,7 +125,10 @@ def frames(store: OpsStore) -> tuple[pl.DataFrame, pl.DataFrame]:
         )
     actions = []
     for row in action_rows:
-        payload = json.loads(row["payload"]) if row["payload"] else {}
+        try:
+            payload = json.loads(row["payload"]) if row["payload"] else {}
+        except ValueError:
+            payload = {}  # an unreadable stored payload: the command row is still mirrored
         actions.append(
             {
                 "action_id": row["action_id"],

@@ -23,6 +23,10 @@ when two runs deliver different revisions of one schedule, the older one either 
 before the newer one starts or is never sent: a site never ends on an older revision because two runs'
 requests crossed on the wire (or an older command's retry came after a newer command).
 
+A command that cannot be sent at all (its stored payload cannot be read or encoded, e.g. a JSON ``Infinity``
+written by an older version) is marked ``quarantined`` with a ``dispatch_quarantine`` entry: it is never
+retried, and the other commands of the run are sent (docs/dispatch-ordering.md).
+
 Failed commands wait between retry rounds: the first re-send is due at once (the failing run already backed
 off across its attempts), then ``backoff_initial_s x 2^(round-1)`` capped at ``backoff_max_s``. Times are
 UTC; durations in seconds.
@@ -42,12 +46,15 @@ from datetime import UTC, datetime, timedelta
 
 from vpp_pipeline.dispatch.delivery import Attempt, SiteControllerClient
 from vpp_pipeline.dispatch.planning import payload_hash
+from vpp_pipeline.dispatch.quarantine import SEND_FAILED
 from vpp_pipeline.ops import OpsStore, iso, parse_iso
 
 log = logging.getLogger(__name__)
 
 #: Outcome of one delivery: the action's final status.
 DELIVERED, FAILED, SUPERSEDED = "delivered", "failed", "superseded"
+#: a command that cannot be sent (see the module docstring); never retried
+QUARANTINED = "quarantined"
 
 
 @dataclass(frozen=True)
@@ -114,42 +121,57 @@ def _end_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def classify(rows: Iterable[dict], now: datetime, policy: RetryPolicy) -> list[UndeliveredCommand]:
-    """Turn ``OpsSession.undelivered_actions()`` rows into :class:`UndeliveredCommand` as of ``now``."""
+def classify(
+    rows: Iterable[dict],
+    now: datetime,
+    policy: RetryPolicy,
+    unreadable: list[tuple[dict, str]] | None = None,
+) -> list[UndeliveredCommand]:
+    """Turn ``OpsSession.undelivered_actions()`` rows into :class:`UndeliveredCommand` as of ``now``.
+
+    A row that cannot be read (payload or times) is left out, and appended with the reason to
+    ``unreadable`` when given (so one bad row never stops a sensor or a retry pass)."""
     out = []
     for row in rows:
-        last = parse_iso(row["last_activity_at"])
-        if row["status"] == "failed":
-            state = "failed"
-            due = last + timedelta(seconds=policy.wait_s(row["retry_round"]))
-        else:
-            due = last + timedelta(seconds=policy.stale_after_s)
-            state = "stranded" if due <= now else "in_flight"
-        end = _end_time(row["schedule_end_time"])
-        out.append(
-            UndeliveredCommand(
-                action_id=row["action_id"],
-                event_key=row["event_key"],
-                meter_id=row["meter_id"],
-                schedule_id=row["schedule_id"],
-                command=row["command"],
-                payload=json.loads(row["payload"]) if row["payload"] else None,
-                revision=row["revision"],
-                reason_code=row["reason_code"],
-                received_at=row["received_at"],
-                status=row["status"],
-                attempts=row["attempts"],
-                http_status=row["http_status"],
-                error=row["error"],
-                retry_round=row["retry_round"],
-                state=state,
-                last_activity_at=last,
-                due_at=due,
-                schedule_end_at=end,
-                ended=end is not None and end <= now,
-            )
-        )
+        try:
+            out.append(_classify_one(row, now, policy))
+        except (ValueError, TypeError, KeyError, OverflowError) as exc:
+            log.warning("unreadable site command %s: %s", row.get("action_id"), exc)
+            if unreadable is not None:
+                unreadable.append((row, f"{type(exc).__name__}: {exc}"))
     return out
+
+
+def _classify_one(row: dict, now: datetime, policy: RetryPolicy) -> UndeliveredCommand:
+    last = parse_iso(row["last_activity_at"])
+    if row["status"] == "failed":
+        state = "failed"
+        due = last + timedelta(seconds=policy.wait_s(row["retry_round"]))
+    else:
+        due = last + timedelta(seconds=policy.stale_after_s)
+        state = "stranded" if due <= now else "in_flight"
+    end = _end_time(row["schedule_end_time"])
+    return UndeliveredCommand(
+        action_id=row["action_id"],
+        event_key=row["event_key"],
+        meter_id=row["meter_id"],
+        schedule_id=row["schedule_id"],
+        command=row["command"],
+        payload=json.loads(row["payload"]) if row["payload"] else None,
+        revision=row["revision"],
+        reason_code=row["reason_code"],
+        received_at=row["received_at"],
+        status=row["status"],
+        attempts=row["attempts"],
+        http_status=row["http_status"],
+        error=row["error"],
+        retry_round=row["retry_round"],
+        state=state,
+        last_activity_at=last,
+        due_at=due,
+        schedule_end_at=end,
+        ended=end is not None and end <= now,
+    )
 
 
 def find_undelivered(
@@ -186,7 +208,11 @@ def redeliver_outstanding(
     at = now()
     excluded = set(exclude_action_ids)
     with store.session() as s:
-        commands = [c for c in classify(s.undelivered_actions(), at, policy)]
+        unreadable: list[tuple[dict, str]] = []
+        commands = classify(s.undelivered_actions(), at, policy, unreadable)
+        for row, why in unreadable:
+            s.finish_action(row["action_id"], QUARANTINED, at)
+            s.quarantine("action", SEND_FAILED, why, at, action_id=row["action_id"], run_id=run_id)
         expired = [c for c in commands if c.ended and c.state != "in_flight"]
         for command in expired:
             s.finish_action(command.action_id, "expired", at)
@@ -222,6 +248,7 @@ def redeliver_outstanding(
         "retry_failed": 0,
         "superseded": 0,
         "not_due": sum(1 for c in outstanding if c.action_id not in excluded and not c.is_due(at)),
+        "retry_quarantined": len(unreadable),
     }
     for command in expired:
         log_fn(
@@ -234,6 +261,7 @@ def redeliver_outstanding(
         summary["redelivered"] = statuses.count(DELIVERED)
         summary["retry_failed"] = statuses.count(FAILED)
         summary["superseded"] = statuses.count(SUPERSEDED)
+        summary["retry_quarantined"] += statuses.count(QUARANTINED)
     return summary
 
 
@@ -251,7 +279,7 @@ def deliver_actions(
     ``payload``): meters in parallel, each meter's commands in order, each under its schedule's send lock
     (waiting for another run's delivery to the same schedule to finish; a lock not refreshed for
     ``lock_stale_after_s`` seconds is taken over). Records every attempt; returns each action's final
-    status (``delivered``, ``failed`` or ``superseded``) in the order given."""
+    status (``delivered``, ``failed``, ``superseded`` or ``quarantined``) in the order given."""
     by_meter: dict[str, list[int]] = {}
     for index, action in enumerate(actions):
         by_meter.setdefault(action["meter_id"], []).append(index)
@@ -317,9 +345,26 @@ def _deliver_one(store: OpsStore, client: SiteControllerClient, action: dict) ->
                 attempt.error,
             )
 
-    result = client.send(
-        action["command"], action["meter_id"], action["schedule_id"], action["payload"], record
-    )
+    try:
+        result = client.send(
+            action["command"], action["meter_id"], action["schedule_id"], action["payload"], record
+        )
+    except Exception as exc:
+        # not an HTTP or network failure (those are results): the command itself cannot be sent,
+        # e.g. a payload with a non-finite number; retrying would fail the same way
+        why = f"{type(exc).__name__}: {exc}"
+        log.warning("quarantined site command %s: %s", action["action_id"], why)
+        with store.session() as s:
+            s.finish_action(action["action_id"], QUARANTINED, datetime.now(UTC))
+            s.quarantine(
+                "action",
+                SEND_FAILED,
+                why,
+                datetime.now(UTC),
+                action_id=action["action_id"],
+                run_id=action.get("run_id"),
+            )
+        return QUARANTINED
     status = DELIVERED if result.delivered else FAILED
     with store.session() as s:
         s.finish_action(action["action_id"], status, datetime.now(UTC))

@@ -7,9 +7,11 @@ first one's schedules and plans nothing. Delivery happens after the commit, in p
 order within a meter). Both then re-send every outstanding command (failed after retries, or stranded by a
 crashed run) through ``dispatch.outbox``, so a failed command does not wait for the next event.
 
-Known limitation: when reconciliation revises a known *group* event it keeps the meter list the webhook
-sent, because Leap's group search reports a group's members per group, not per event; a member change
-that only the search shows is not applied to an existing event.
+Order and isolation (docs/dispatch-ordering.md): a delivery whose content the event already had is a
+duplicate or a stale re-delivery; new content for a known event is checked against Leap's dispatch search
+(``dispatch.ordering``); a verified ``webhook-id`` is applied once. A row, event, meter or command that
+cannot be processed is quarantined (``dispatch.quarantine``) and the rest of the batch goes on. The
+reconciliation takes a group event's member list from Leap's search (a member change is a revision).
 """
 
 from __future__ import annotations
@@ -21,19 +23,37 @@ from datetime import UTC, datetime, timedelta
 
 from vpp_pipeline.dispatch.delivery import SiteControllerClient
 from vpp_pipeline.dispatch.notifications import NotificationError, parse_notification
+from vpp_pipeline.dispatch.ordering import (
+    APPLY,
+    SIGNATURE_MARK,
+    STALE,
+    LeapLookup,
+    LeapVerdicts,
+    ask_leap,
+    decide,
+)
 from vpp_pipeline.dispatch.outbox import (
     DEFAULT_RETRY_POLICY,
     DELIVERED,
     FAILED,
+    QUARANTINED,
     SUPERSEDED,
     RetryPolicy,
     deliver_actions,
     redeliver_outstanding,
 )
 from vpp_pipeline.dispatch.planning import diff_schedules, plan_meter, split_event
+from vpp_pipeline.dispatch.quarantine import (
+    APPLY_FAILED,
+    NOT_A_NOTIFICATION,
+    PLAN_FAILED,
+    describe,
+    event_problem,
+)
 from vpp_pipeline.leap import LeapClient
 from vpp_pipeline.leap.models import GroupDispatch, MeterDispatch
 from vpp_pipeline.ops import OpsSession, OpsStore, iso
+from vpp_pipeline.ops.session import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +117,50 @@ def refresh_sites(store: OpsStore, fetch: SiteFetcher, meter_ids: list[str]) -> 
     return len(sites)
 
 
+def _parse_row(row) -> list[dict]:
+    """The normalized events of an inbox row; raises ValueError / NotificationError."""
+    return parse_notification(json.loads(row.body))
+
+
 def _parse_rows(rows) -> tuple[list[tuple], list[tuple]]:
     parsed, broken = [], []
     for row in rows:
         try:
-            parsed.append((row, parse_notification(json.loads(row.body))))
-        except (ValueError, NotificationError) as exc:
+            parsed.append((row, _parse_row(row)))
+        except (ValueError, NotificationError, RecursionError) as exc:
             broken.append((row, exc))
     return parsed, broken
+
+
+def _ordering_candidates(s: OpsSession, parsed: list[tuple]) -> list[dict]:
+    """Webhook events whose content may be out of order: a known event with other content in the store,
+    or an event that comes with more than one content in this batch. Each gets ``search_starts``."""
+    contents: dict[str, set[str]] = {}
+    first: dict[str, dict] = {}
+    starts: dict[str, set[datetime]] = {}
+    for row, events in parsed:
+        if row.source == "reconciliation":
+            continue
+        for event in events:
+            if event_problem(event) is not None:
+                continue
+            key = event["event_key"]
+            contents.setdefault(key, set()).add(event["content_sha256"])
+            first.setdefault(key, event)
+            starts.setdefault(key, set()).add(
+                datetime.fromisoformat(event["timeslot"]["start_time"])
+            )
+    candidates = []
+    held_rows = s.events_by_key(contents)
+    for key, hashes in contents.items():
+        stored = held_rows.get(key)
+        if stored is not None and (hashes - {stored["content_sha256"]}):
+            held = json.loads(stored["timeslot"])
+            starts[key].add(datetime.fromisoformat(held["start_time"]))
+        elif len(hashes) < 2:
+            continue
+        candidates.append({**first[key], "search_starts": sorted(starts[key])})
+    return candidates
 
 
 def apply_inbox(
@@ -113,32 +169,51 @@ def apply_inbox(
     after: int = 0,
     up_to: int | None = None,
     fetch_sites: SiteFetcher | None = None,
+    leap_lookup: LeapLookup | None = None,
     run_id: str | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
     log_fn: Callable[[str], None] = log.info,
 ) -> tuple[dict, list[dict]]:
     """Apply the unprocessed inbox rows in ``(after, up_to]`` and plan the site commands, committed
     together (status ``planned``), without delivering them. Returns the counts (see :func:`process_inbox`)
-    and the planned actions (dicts for :func:`~vpp_pipeline.dispatch.outbox.deliver_actions`)."""
-    # 1. Unknown meters are looked up outside the write transaction: an HTTP call must never hold the
-    #    ops store's write lock (the receiver would queue behind it).
+    and the planned actions (dicts for :func:`~vpp_pipeline.dispatch.outbox.deliver_actions`).
+
+    ``leap_lookup`` (Leap's dispatch search by event id) decides the order of out-of-order contents
+    (``dispatch.ordering``); without it, content seen before is stale and new content is applied."""
+    # 1. Unknown meters and out-of-order contents are looked up outside the write transaction: an HTTP
+    #    call must never hold the ops store's write lock (the receiver would queue behind it).
     with store.session(write=False) as s:
-        peek = s.inbox_rows(after, up_to, unprocessed=True)
+        peek = _parse_rows(s.inbox_rows(after, up_to, unprocessed=True))[0]
         mentioned = {
-            m for _, events in _parse_rows(peek)[0] for e in events for m in e["meter_ids"]
+            m
+            for _, events in peek
+            for e in events
+            if event_problem(e) is None
+            for m in e["meter_ids"]
         }
         missing = sorted(mentioned - set(s.sites(mentioned)))
+        candidates = _ordering_candidates(s, peek)
     if missing and fetch_sites is not None:
         try:
             refresh_sites(store, fetch_sites, missing)
         except Exception as exc:  # the inventory lookup is best effort; unknown meters are reported
             log_fn(f"site inventory lookup failed ({type(exc).__name__}: {exc}); continuing")
+    verdicts = ask_leap(leap_lookup, candidates)
+    if not verdicts.reachable:
+        log_fn(
+            f"Leap's dispatch search failed ({verdicts.error}); the held state of"
+            f" {len(verdicts.asked)} event(s) stands until the reconciliation"
+        )
 
     summary = {
         "rows": 0,
         "new_events": 0,
         "revisions": 0,
         "duplicates": 0,
+        "stale": 0,
+        "held": 0,
+        "replays": 0,
+        "quarantined": 0,
         "commands": 0,
         "delivered": 0,
         "failed": 0,
@@ -147,25 +222,74 @@ def apply_inbox(
     }
     with store.session() as s:
         rows = s.inbox_rows(after, up_to, unprocessed=True)
-        parsed, broken = _parse_rows(rows)
         at = now()
-        for row, exc in broken:
-            # the receiver only stores valid notifications; a broken row means a manual insert or a bug
-            log_fn(f"inbox row {row.inbox_id} is not a dispatch notification: {exc}")
         touched: set[str] = set()
         received: dict[str, str] = {}
-        for row, events in parsed:
-            for event in events:
-                outcome = _apply_event(s, event, row, at)
-                summary[outcome] += 1
-                if outcome != "duplicates":
-                    touched.update(event["meter_ids"])
-                    received[event["event_key"]] = row.received_at
+        for row in rows:
+            # one savepoint per row: a row that raises is undone and quarantined, the batch goes on
+            try:
+                with s.savepoint("inbox_row"):
+                    _apply_row(s, row, verdicts, at, run_id, summary, touched, received, log_fn)
+            except Exception as exc:
+                _quarantine(
+                    s, summary, log_fn, "inbox", APPLY_FAILED, describe(exc), at, run_id,
+                    inbox_id=row.inbox_id,
+                )  # fmt: skip
         s.mark_processed([r.inbox_id for r in rows], run_id, at)
         summary["rows"] = len(rows)
-        actions = _plan(s, touched, received, at, run_id, summary)
+        actions = _plan(s, touched, received, at, run_id, summary, log_fn)
     summary["commands"] = len(actions)
     return summary, actions
+
+
+def _quarantine(s: OpsSession, summary: dict, log_fn, kind, reason, detail, at, run_id, **ref):
+    if s.quarantine(kind, reason, detail, at, run_id=run_id, **ref) is not None:
+        summary["quarantined"] += 1
+        where = ", ".join(f"{k} {safe_text(str(v))}" for k, v in ref.items() if v is not None)
+        log_fn(f"QUARANTINED {kind} ({where}): {reason}: {safe_text(detail)}")
+
+
+def _apply_row(
+    s: OpsSession,
+    row,
+    verdicts: LeapVerdicts,
+    at: datetime,
+    run_id: str | None,
+    summary: dict,
+    touched: set[str],
+    received: dict[str, str],
+    log_fn,
+) -> None:
+    try:
+        events = _parse_row(row)
+    except (ValueError, NotificationError, RecursionError) as exc:
+        # the receiver only stores valid notifications; a broken row means an old store or a manual insert
+        _quarantine(
+            s, summary, log_fn, "inbox", NOT_A_NOTIFICATION, describe(exc), at, run_id,
+            inbox_id=row.inbox_id,
+        )  # fmt: skip
+        return
+    webhook_id = row.headers.get("webhook-id")
+    if (
+        webhook_id
+        and row.headers.get(SIGNATURE_MARK) == "verified"
+        and not s.claim_webhook_id(safe_text(webhook_id), row.inbox_id, at)
+    ):
+        summary["replays"] += 1
+        return
+    for event in events:
+        problem = event_problem(event)
+        if problem is not None:
+            _quarantine(
+                s, summary, log_fn, "event", problem[0], problem[1], at, run_id,
+                inbox_id=row.inbox_id, event_key=event["event_key"],
+            )  # fmt: skip
+            continue
+        outcome, meters = _apply_event(s, event, row, at, verdicts, log_fn)
+        summary[outcome] += 1
+        if outcome in ("new_events", "revisions"):
+            touched.update(meters)
+            received[event["event_key"]] = row.received_at
 
 
 def process_inbox(
@@ -175,6 +299,7 @@ def process_inbox(
     after: int = 0,
     up_to: int | None = None,
     fetch_sites: SiteFetcher | None = None,
+    leap_lookup: LeapLookup | None = None,
     run_id: str | None = None,
     retry_policy: RetryPolicy | None = DEFAULT_RETRY_POLICY,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -183,8 +308,10 @@ def process_inbox(
     """Apply the unprocessed inbox rows in ``(after, up_to]``, deliver the resulting commands, then (unless
     ``retry_policy`` is None) re-send every outstanding command that is due (any meter).
 
-    Returns counts: ``rows``, ``new_events``, ``revisions``, ``duplicates``, ``commands``, ``delivered``,
-    ``failed``, ``superseded``, ``skipped``, ``unknown_meter_ids``, and with retries the counts of
+    Returns counts: ``rows``, ``new_events``, ``revisions``, ``duplicates``, ``stale`` (older than the
+    held content), ``held`` (order undecided: Leap unreachable), ``replays`` (a verified ``webhook-id``
+    seen before), ``quarantined``, ``commands``, ``delivered``, ``failed``, ``superseded``, ``skipped``,
+    ``unknown_meter_ids``, and with retries the counts of
     :func:`~vpp_pipeline.dispatch.outbox.redeliver_outstanding`.
     """
     summary, actions = apply_inbox(
@@ -192,6 +319,7 @@ def process_inbox(
         after=after,
         up_to=up_to,
         fetch_sites=fetch_sites,
+        leap_lookup=leap_lookup,
         run_id=run_id,
         now=now,
         log_fn=log_fn,
@@ -203,6 +331,7 @@ def process_inbox(
         summary["delivered"] = statuses.count(DELIVERED)
         summary["failed"] = statuses.count(FAILED)
         summary["superseded"] = statuses.count(SUPERSEDED)
+        summary["quarantined"] += statuses.count(QUARANTINED)
     if retry_policy is not None:
         retried = redeliver_outstanding(
             store,
@@ -251,39 +380,73 @@ def _retry_counts(retried: dict) -> dict:
     }
 
 
-def _apply_event(s: OpsSession, event: dict, row, at: datetime) -> str:
-    """Store a received event: ``new_events``, ``revisions`` or ``duplicates`` (nothing changed)."""
-    current = s.event(event["event_key"])
-    if current is not None and current["content_sha256"] == event["content_sha256"]:
-        return "duplicates"
-    if current is not None and current["inbox_id"] > row.inbox_id:
-        # an older delivery processed late: the latest received wins
-        return "duplicates"
+def _same_content(current: dict, event: dict, row) -> bool:
+    if current["content_sha256"] != event["content_sha256"]:
+        return False
+    if row.source == "reconciliation" and event["level"] == "group":
+        # Leap's search is the source of a group's member list: a member change is a revision
+        return json.loads(current["meter_ids"]) == event["meter_ids"]
+    return True
+
+
+def _apply_event(
+    s: OpsSession, event: dict, row, at: datetime, verdicts: LeapVerdicts, log_fn=log.info
+) -> tuple[str, set[str]]:
+    """Store a received event. Returns the outcome: ``new_events``, ``revisions``, ``duplicates`` (the
+    held content), ``stale`` (older than the held content) or ``held`` (order unknown while Leap cannot
+    be reached); and for a stored revision the meters it named before and after (a group's member list
+    can change), to re-plan."""
+    key = event["event_key"]
+    current = s.event(key)
+    if current is not None and _same_content(current, event, row):
+        return "duplicates", set()
+    source = row.source
+    if current is not None and row.source == "reconciliation":
+        # the search's content is Leap's; a webhook stored after this search ran is newer still
+        if current["inbox_id"] > row.inbox_id:
+            return "stale", set()
+    elif current is not None:
+        verdict, chosen, why = decide(
+            event,
+            current,
+            seen_before=s.has_revision_content(key, event["content_sha256"]),
+            verdicts=verdicts,
+            arrived_after_current=row.inbox_id > current["inbox_id"],
+        )
+        if verdict != APPLY:
+            log_fn(
+                f"{verdict.upper()} {key} from inbox row {row.inbox_id} ({why}): revision"
+                f" {current['revision']} stands"
+            )
+            return ("stale" if verdict == STALE else "held"), set()
+        if chosen is not event:
+            event, source = chosen, "leap_search"
+            if _same_content(current, event, row):
+                return "duplicates", set()
     revision = 1 if current is None else current["revision"] + 1
-    meter_ids = event["meter_ids"]
-    if current is not None and row.source == "reconciliation" and event["level"] == "group":
-        # the search's group members are per recipient, not per event: keep what the webhook said
-        meter_ids = json.loads(current["meter_ids"])
     s.save_event(
         {
-            "event_key": event["event_key"],
+            "event_key": key,
             "level": event["level"],
             "event_id": event["event_id"],
             "recipient_id": event["recipient_id"],
-            "meter_ids": json.dumps(meter_ids),
+            "meter_ids": json.dumps(event["meter_ids"]),
             "timeslot": json.dumps(event["timeslot"], sort_keys=True),
             "content_sha256": event["content_sha256"],
             "revision": revision,
             "integration_test": int(event["integration_test"]),
             "communication_test": int(event["communication_test"]),
-            "source": row.source,
+            "source": source,
             "inbox_id": row.inbox_id,
             "first_received_at": current["first_received_at"] if current else row.received_at,
             "received_at": row.received_at,
             "updated_at": iso(at),
         }
     )
-    return "new_events" if current is None else "revisions"
+    meters = set(event["meter_ids"])
+    if current is not None:
+        meters.update(json.loads(current["meter_ids"]))
+    return ("new_events" if current is None else "revisions"), meters
 
 
 def _event_from_row(row: dict) -> dict:
@@ -308,11 +471,30 @@ def _plan(
     at: datetime,
     run_id: str | None,
     summary: dict,
+    log_fn: Callable[[str], None] = log.info,
 ) -> list[dict]:
-    """Plan the touched meters; write the commands and the new desired schedules; return the commands."""
+    """Plan the touched meters; write the commands and the new desired schedules; return the commands.
+
+    A stored event that cannot be planned (``dispatch.quarantine``) is quarantined and left out, and the
+    schedules it holds are neither re-sent nor withdrawn; a meter whose planning raises is quarantined
+    and its schedules stay as they are. The other events and meters are planned as usual."""
     if not touched:
         return []
-    events = {r["event_key"]: _event_from_row(r) for r in s.events_touching_meters(touched)}
+    events: dict[str, dict] = {}
+    blocked: set[str] = set()
+    for row in s.events_touching_meters(touched):
+        try:
+            problem = event_problem(row)
+            if problem is None:
+                events[row["event_key"]] = _event_from_row(row)
+                continue
+        except Exception as exc:
+            problem = (PLAN_FAILED, describe(exc))
+        blocked.add(row["event_key"])
+        _quarantine(
+            s, summary, log_fn, "event", problem[0], problem[1], at, run_id,
+            inbox_id=row["inbox_id"], event_key=row["event_key"],
+        )  # fmt: skip
     all_meters = {m for e in events.values() for m in e["meter_ids"]}
     sites = s.sites(all_meters)
     shares_by_meter: dict[str, list] = {}
@@ -344,12 +526,17 @@ def _plan(
                 summary["skipped"] += 1
     summary["unknown_meter_ids"] = sorted(unknown_all & touched)
     planned_meters = sorted(touched & set(sites))
-    desired = [
-        schedule
-        for meter_id in planned_meters
-        for schedule in plan_meter(shares_by_meter.get(meter_id, []), at)
-    ]
-    current = s.schedules_for_meters(planned_meters)
+    desired: list = []
+    for meter_id in list(planned_meters):
+        try:
+            desired.extend(plan_meter(shares_by_meter.get(meter_id, []), at))
+        except Exception as exc:
+            planned_meters.remove(meter_id)
+            _quarantine(
+                s, summary, log_fn, "meter", PLAN_FAILED, describe(exc), at, run_id,
+                event_key=f"meter:{meter_id}",
+            )  # fmt: skip
+    current = [r for r in s.schedules_for_meters(planned_meters) if r["event_key"] not in blocked]
     commands = diff_schedules(desired, current, events, at)
     by_key = {(d.meter_id, d.schedule_id): d for d in desired}
     actions = []
@@ -415,14 +602,15 @@ def search_notifications(client: LeapClient, now: datetime) -> tuple[dict, dict]
     )
 
 
-def _changed_only(notification: dict, key: str, hashes: dict[str, str]) -> dict:
+def _changed_only(notification: dict, key: str, held: dict[str, tuple[str, list[str]]]) -> dict:
+    """The timeslots whose content, or (group events) member list, differs from the ops store's."""
     model = MeterDispatch if key == "meter_dispatches" else GroupDispatch
     out = []
     for recipient in notification[key]:
         kept = []
         for timeslot in recipient["timeslots"]:
-            events = parse_notification({key: [{**recipient, "timeslots": [timeslot]}]})
-            if hashes.get(events[0]["event_key"]) != events[0]["content_sha256"]:
+            (event,) = parse_notification({key: [{**recipient, "timeslots": [timeslot]}]})
+            if held.get(event["event_key"]) != (event["content_sha256"], event["meter_ids"]):
                 kept.append(timeslot)
         if kept:
             out.append(
@@ -458,13 +646,15 @@ def reconcile(
         log_fn(f"site inventory: {len(sites)} meters, {len(noms)} nominations")
     meter_note, group_note = search_notifications(leap, at)
     with store.session() as s:
-        hashes = s.all_event_hashes()
+        held = {
+            e["event_key"]: (e["content_sha256"], json.loads(e["meter_ids"])) for e in s.events()
+        }
         ids = []
         for note, key, level in (
             (meter_note, "meter_dispatches", "meter"),
             (group_note, "group_dispatches", "group"),
         ):
-            changed = _changed_only(note, key, hashes)
+            changed = _changed_only(note, key, held)
             if changed[key]:
                 body = json.dumps(
                     {"integration_test_notification": False, "communication_test": False, **changed}

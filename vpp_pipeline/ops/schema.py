@@ -39,6 +39,8 @@ OPS_TABLES = frozenset(
         "schedule_send_locks",
         "sites",
         "site_nominations",
+        "webhook_deliveries",
+        "dispatch_quarantine",
     }
 )
 

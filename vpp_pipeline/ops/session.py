@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,11 @@ _EVENT_COLUMNS = (
     " integration_test, communication_test, source, inbox_id, first_received_at, received_at,"
     " updated_at"
 )
+
+
+def safe_text(text: str) -> str:
+    """``text`` as storable UTF-8: lone surrogates (which JSON allows and UTF-8 does not) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _marks(n: int) -> str:
@@ -136,6 +142,111 @@ class OpsSession:
     def dead_letters(self) -> list[dict]:
         return self._db.rows("SELECT * FROM dead_letters ORDER BY dead_letter_id")
 
+    @contextmanager
+    def savepoint(self, name: str = "item") -> Iterator[None]:
+        """Run a block as one unit inside the transaction: when it raises, its writes are undone and the
+        exception propagates, the transaction's other writes stay (so one bad row cannot undo a batch)."""
+        self._db.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self._db.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            self._db.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self._db.execute(f"RELEASE SAVEPOINT {name}")
+
+    # -- signed-delivery dedup -------------------------------------------------------------------
+
+    def claim_webhook_id(self, webhook_id: str, inbox_id: int, at: datetime) -> bool:
+        """Record a verified ``webhook-id`` as applied; False when an earlier inbox row carried it (a
+        replay: Leap's retry of a delivery already taken, or a replayed older signed delivery)."""
+        cur = self._db.execute(
+            "INSERT INTO webhook_deliveries (webhook_id, inbox_id, seen_at) VALUES (%s, %s, %s)"
+            " ON CONFLICT (webhook_id) DO NOTHING",
+            (webhook_id, inbox_id, iso(at)),
+        )
+        if cur.rowcount > 0:
+            return True
+        first = self._db.scalar(
+            "SELECT inbox_id FROM webhook_deliveries WHERE webhook_id = %s", (webhook_id,)
+        )
+        return first is not None and int(first) == inbox_id
+
+    # -- quarantine --------------------------------------------------------------------------------
+
+    def quarantine(
+        self,
+        kind: str,
+        reason_code: str,
+        detail: str,
+        at: datetime,
+        *,
+        inbox_id: int | None = None,
+        event_key: str | None = None,
+        action_id: int | None = None,
+        run_id: str | None = None,
+    ) -> int | None:
+        """Quarantine an inbox row, event or site command (``kind``) with its reason; None when the same
+        thing is already quarantined for the same reason and not released (recorded once)."""
+        key = None if event_key is None else safe_text(event_key)
+        open_same = self._db.scalar(
+            "SELECT quarantine_id FROM dispatch_quarantine WHERE kind = %s AND reason_code = %s"
+            " AND released_at IS NULL AND coalesce(inbox_id, -1) = %s"
+            " AND coalesce(event_key, '') = %s AND coalesce(action_id, -1) = %s",
+            (kind, reason_code, inbox_id or -1, key or "", action_id or -1),
+        )
+        if open_same is not None:
+            return None
+        return int(
+            self._db.execute(
+                "INSERT INTO dispatch_quarantine (kind, inbox_id, event_key, action_id, reason_code,"
+                " detail, quarantined_at, run_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " RETURNING quarantine_id",
+                (kind, inbox_id, key, action_id, reason_code, safe_text(detail), iso(at), run_id),
+            ).fetchall()[0][0]
+        )
+
+    def quarantined(self, *, include_released: bool = False) -> list[dict]:
+        """Quarantine entries, oldest first (open ones only unless ``include_released``)."""
+        where = "" if include_released else " WHERE released_at IS NULL"
+        return self._db.rows(f"SELECT * FROM dispatch_quarantine{where} ORDER BY quarantine_id")
+
+    def release_quarantined(self, quarantine_id: int, at: datetime) -> dict:
+        """Release one entry: the body of the inbox row it names (kinds ``inbox`` and ``event``) is queued
+        again as a new inbox row (``source`` ``'released'``, so the sensor picks it up); other entries are
+        retried by the next run that touches them. Either is quarantined again if it still cannot be
+        processed. Returns the entry."""
+        found = self._db.rows(
+            "SELECT * FROM dispatch_quarantine WHERE quarantine_id = %s", (quarantine_id,)
+        )
+        if not found:
+            raise KeyError(f"no quarantine entry {quarantine_id}")
+        entry = found[0]
+        if entry["released_at"] is not None:
+            raise ValueError(
+                f"quarantine entry {quarantine_id} was released at {entry['released_at']}"
+            )
+        released_as = None
+        if entry["kind"] in ("inbox", "event") and entry["inbox_id"] is not None:
+            (row,) = self.inbox_rows(int(entry["inbox_id"]) - 1, int(entry["inbox_id"]))
+            released_as = self.insert_inbox(
+                received_at=parse_iso(row.received_at),
+                source="released",
+                level=row.level,
+                body=row.body,
+                # not a signed delivery any more: an operator's re-queue is never a webhook-id replay
+                headers={
+                    **{k: v for k, v in row.headers.items() if k != "x-vpp-signature"},
+                    "x-vpp-released-from": str(row.inbox_id),
+                },
+            )
+        self._db.execute(
+            "UPDATE dispatch_quarantine SET released_at = %s, released_as = %s"
+            " WHERE quarantine_id = %s",
+            (iso(at), released_as, quarantine_id),
+        )
+        return {**entry, "released_at": iso(at), "released_as": released_as}
+
     # -- events ------------------------------------------------------------------------------
 
     def event(self, event_key: str) -> dict | None:
@@ -161,6 +272,26 @@ class OpsSession:
         self._db.executemany(
             "INSERT INTO dispatch_event_meters (meter_id, event_key) VALUES (%s, %s)",
             [(m, event["event_key"]) for m in sorted(set(json.loads(event["meter_ids"])))],
+        )
+
+    def events_by_key(self, event_keys: Iterable[str]) -> dict[str, dict]:
+        """The current rows of the given events that exist, by event key (one query)."""
+        wanted = sorted(set(event_keys))
+        if not wanted:
+            return {}
+        rows = self._db.rows(
+            f"SELECT * FROM dispatch_events WHERE event_key IN ({_marks(len(wanted))})", wanted
+        )
+        return {r["event_key"]: r for r in rows}
+
+    def has_revision_content(self, event_key: str, content_sha256: str) -> bool:
+        """Whether any revision of the event (current or earlier) had this content."""
+        return bool(
+            self._db.execute(
+                "SELECT 1 FROM dispatch_event_revisions WHERE event_key = %s"
+                " AND content_sha256 = %s LIMIT 1",
+                (event_key, content_sha256),
+            ).fetchall()
         )
 
     def events_touching_meters(self, meter_ids: Iterable[str]) -> list[dict]:
@@ -344,9 +475,13 @@ class OpsSession:
             row["last_activity_at"] = max(
                 row["planned_at"], row["finished_at"] or "", last_attempt or ""
             )
-            own = json.loads(row["payload"]) if row["payload"] else {}
-            held = json.loads(schedule) if schedule else {}
-            row["schedule_end_time"] = own.get("end_time") or held.get("end_time")
+            try:
+                own = json.loads(row["payload"]) if row["payload"] else {}
+                held = json.loads(schedule) if schedule else {}
+                row["schedule_end_time"] = own.get("end_time") or held.get("end_time")
+            except (ValueError, AttributeError):
+                # unreadable: outbox.classify reports (and a retry pass quarantines) the command
+                row["schedule_end_time"] = None
         return rows
 
     def take_send_lock(

@@ -297,6 +297,10 @@ class OpsStore:
     def undelivered_actions(self) -> list[dict]:
         return self._read(lambda s: s.undelivered_actions())
 
+    def quarantined(self, *, include_released: bool = False) -> list[dict]:
+        """The dispatch quarantine (open entries unless ``include_released``)."""
+        return self._read(lambda s: s.quarantined(include_released=include_released))
+
     def recent_events(self, limit: int = 20) -> list[dict]:
         return self._read(lambda s: s.recent_events(limit))
 

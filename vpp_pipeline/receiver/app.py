@@ -67,6 +67,7 @@ from vpp_pipeline.dispatch.notifications import (
     meter_ids_of,
     parse_notification,
 )
+from vpp_pipeline.dispatch.ordering import SIGNATURE_MARK
 from vpp_pipeline.dispatch.strict_json import DEFAULT_MAX_JSON_DEPTH, load_strict_json
 from vpp_pipeline.ops import OpsStore, OpsStoreError, iso, ops_db_path
 from vpp_pipeline.receiver.header_limit import DEFAULT_MAX_HEAD_BYTES
@@ -431,8 +432,12 @@ def create_receiver_app(config: ReceiverSettings | None = None) -> Starlette:
             if refused is not None:
                 return refused
         headers = {
-            k: v for k, v in request.headers.items() if k not in SECRET_HEADERS and k != header_name
+            k: v
+            for k, v in request.headers.items()
+            if k not in SECRET_HEADERS and k != header_name and not k.startswith("x-vpp-")
         }
+        if verifier is not None:
+            headers[SIGNATURE_MARK] = "verified"  # webhook-id dedup applies to verified bodies only
         try:
             payload, events = _validated(body, received_at)
         except ValueError as exc:
