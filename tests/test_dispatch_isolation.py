@@ -78,12 +78,13 @@ def test_poison_inbox_rows_are_quarantined_and_the_batch_goes_on(stack, site, sa
     (put,) = puts(site)
     assert (put["meter_id"], put["json"]["target_kw"]) == (good_meter, 6.0)
     entries = {e["inbox_id"]: e for e in stack.store.quarantined()}
-    assert entries[infinity_id]["reason_code"] == "NON_FINITE_VALUE"
-    assert "energy_kw is inf" in entries[infinity_id]["detail"]
-    assert entries[surrogate_id]["reason_code"] == "INVALID_TEXT"
-    assert entries[surrogate_id]["kind"] == "event"
-    assert entries[deep_id]["reason_code"] == "NOT_A_NOTIFICATION"
-    assert "RecursionError" in entries[deep_id]["detail"]
+    # the receiver's reason codes (docs/dispatch-validation.md), naming the field where there is one
+    assert entries[infinity_id]["reason_code"] == "NUMBER_NOT_FINITE"
+    assert "energy_kw" in entries[infinity_id]["detail"]
+    assert entries[surrogate_id]["reason_code"] == "INVALID_ID"
+    assert "meter_id" in entries[surrogate_id]["detail"]
+    assert entries[deep_id]["reason_code"] == "JSON_TOO_DEEP"
+    assert {entries[i]["kind"] for i in (infinity_id, surrogate_id, deep_id)} == {"inbox"}
     # every row is processed (the sensor moves on) and nothing is left owed
     assert all(r.processed_at for r in stack.store.inbox())
     assert stack.tick() == []
@@ -198,7 +199,7 @@ def test_operator_lists_and_releases_a_quarantined_row(stack, site, sandbox, mon
     monkeypatch.delenv("VPP_OPS_STORE_ID", raising=False)
     assert main(["dispatch-quarantine"]) == 0
     out = capsys.readouterr().out
-    assert "1 quarantine entry" in out and "NOT_A_NOTIFICATION" in out
+    assert "1 quarantine entry" in out and "NO_RECIPIENTS" in out
     (entry,) = stack.store.quarantined()
     assert main(["dispatch-quarantine", "--release", str(entry["quarantine_id"])]) == 0
     assert "queued again as inbox row 2" in capsys.readouterr().out

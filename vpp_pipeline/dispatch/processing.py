@@ -118,8 +118,16 @@ def refresh_sites(store: OpsStore, fetch: SiteFetcher, meter_ids: list[str]) -> 
 
 
 def _parse_row(row) -> list[dict]:
-    """The normalized events of an inbox row; raises ValueError / NotificationError."""
-    return parse_notification(json.loads(row.body))
+    """The normalized events of an inbox row; raises ValueError / NotificationError (with the
+    receiver's reason codes, so a row the door would now refuse is named the same way)."""
+    try:
+        # lenient on purpose: parse_notification then names the field that breaks Leap's bounds
+        payload = json.loads(row.body)
+    except RecursionError:
+        raise NotificationError(
+            "JSON_TOO_DEEP", "nesting exceeds the JSON parser's limit"
+        ) from None
+    return parse_notification(payload)
 
 
 def _parse_rows(rows) -> tuple[list[tuple], list[tuple]]:
@@ -264,9 +272,9 @@ def _apply_row(
         events = _parse_row(row)
     except (ValueError, NotificationError, RecursionError) as exc:
         # the receiver only stores valid notifications; a broken row means an old store or a manual insert
+        reason = exc.reason_code if isinstance(exc, NotificationError) else NOT_A_NOTIFICATION
         _quarantine(
-            s, summary, log_fn, "inbox", NOT_A_NOTIFICATION, describe(exc), at, run_id,
-            inbox_id=row.inbox_id,
+            s, summary, log_fn, "inbox", reason, describe(exc), at, run_id, inbox_id=row.inbox_id,
         )  # fmt: skip
         return
     webhook_id = row.headers.get("webhook-id")

@@ -6,10 +6,12 @@ reason code, the rest of the batch goes on, and the run reports it (Dagster log 
 ``vpp dispatch-quarantine``). The receiver refuses such bodies at the door; these checks catch rows that
 are already in a store (written before the door checked them, or inserted by hand).
 
-Reason codes: ``NOT_A_NOTIFICATION`` (the stored body does not parse), ``NON_FINITE_VALUE`` (``energy_kw``,
-``nomination_kw`` or ``priority`` is NaN or infinite), ``INVALID_TEXT`` (an id is not valid UTF-8, e.g. a
-lone surrogate), ``BAD_WINDOW`` (end not after start), ``APPLY_FAILED`` / ``PLAN_FAILED`` /
-``SEND_FAILED`` (an unexpected error; the detail holds it).
+Reason codes: for an inbox row, the receiver's own 422 code when the stored body breaks a rule the
+door checks (``NUMBER_NOT_FINITE``, ``INVALID_ID``, ``JSON_TOO_DEEP``, ...) or ``NOT_A_NOTIFICATION``
+(not JSON at all); for a stored event, ``NON_FINITE_VALUE`` (``energy_kw``, ``nomination_kw`` or
+``priority`` is NaN or infinite), ``INVALID_TEXT`` (an id is not valid UTF-8, e.g. a lone surrogate),
+``BAD_WINDOW`` (end not after start); ``APPLY_FAILED`` / ``PLAN_FAILED`` / ``SEND_FAILED`` (an
+unexpected error; the detail holds it).
 """
 
 from __future__ import annotations
