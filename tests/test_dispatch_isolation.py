@@ -200,6 +200,9 @@ def test_operator_lists_and_releases_a_quarantined_row(stack, site, sandbox, mon
     assert main(["dispatch-quarantine"]) == 0
     out = capsys.readouterr().out
     assert "1 quarantine entry" in out and "NO_RECIPIENTS" in out
+    assert main(["dispatch-status"]) == 0  # the operator's usual view says so too
+    status = capsys.readouterr().out
+    assert "QUARANTINED: 1 open entry" in status and "inbox row 1: NO_RECIPIENTS" in status
     (entry,) = stack.store.quarantined()
     assert main(["dispatch-quarantine", "--release", str(entry["quarantine_id"])]) == 0
     assert "queued again as inbox row 2" in capsys.readouterr().out

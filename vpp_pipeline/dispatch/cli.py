@@ -118,6 +118,18 @@ def _print_undelivered(store) -> None:
         )
 
 
+def _print_quarantine(store) -> None:
+    """One line per open quarantine entry: what the dispatch path set aside and why."""
+    entries = store.quarantined()
+    if not entries:
+        return
+    print(f"QUARANTINED: {len(entries)} open entr{'y' if len(entries) == 1 else 'ies'}"
+          " (not dispatched; `vpp dispatch-quarantine` shows them whole, --release ID re-queues)")  # fmt: skip
+    for e in entries:
+        where = e.get("event_key") or f"inbox row {e.get('inbox_id')}"
+        print(f"  #{e['quarantine_id']} {e['kind']} {where}: {e['reason_code']}")
+
+
 def _cmd_ops_init(args: argparse.Namespace) -> int:
     from vpp_pipeline.ops import OpsStore
 
@@ -141,6 +153,7 @@ def _cmd_dispatch_status(args: argparse.Namespace) -> int:
     events = store.recent_events(args.limit)
     print(f"ops store {store.display} (store {store.store_id}): {store.max_inbox_id()} inbox rows")
     _print_undelivered(store)
+    _print_quarantine(store)
     if not events:
         print("no dispatch events yet")
         return 0
