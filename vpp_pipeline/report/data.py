@@ -70,7 +70,8 @@ def portfolio_by_program_month(conn: duckdb.DuckDBPyConnection) -> pl.DataFrame:
 
 def latest_flags(conn: duckdb.DuckDBPyConnection) -> tuple[date | None, pl.DataFrame]:
     """The flags of the latest as-of day, every column the table has (so new evidence columns
-    show up without a change here), with ``company_name`` beside ``meter_id``."""
+    show up without a change here), with ``company_name`` beside ``meter_id``; flagged meters
+    first, then the INCONCLUSIVE rows (not flags)."""
     if not table_exists(conn, "underperformers"):
         return None, pl.DataFrame()
     as_of = conn.execute("SELECT max(as_of_date) FROM underperformers").fetchall()[0][0]
@@ -79,7 +80,7 @@ def latest_flags(conn: duckdb.DuckDBPyConnection) -> tuple[date | None, pl.DataF
     frame = conn.sql(
         "SELECT u.*, m.company_name FROM underperformers u "
         "LEFT JOIN (SELECT meter_id, any_value(company_name) AS company_name FROM meters "
-        "GROUP BY ALL) m USING (meter_id) WHERE u.as_of_date = $d ORDER BY u.meter_id",
+        "GROUP BY ALL) m USING (meter_id) WHERE u.as_of_date = $d ORDER BY u.flagged DESC, u.meter_id",
         params={"d": as_of},
     ).pl()
     return as_of, frame
