@@ -102,6 +102,14 @@ def process_dispatch_inbox(
             summary = retry_pass(
                 store, client, retry_policy=policy, run_id=context.run_id, log_fn=context.log.info
             )
+        # Leap records left out of a search page (schema mismatch): the rest of the page was used
+        rejected = [*leap_client.rejected_records, *search_client.rejected_records]
+    summary["leap_rejected_records"] = len(rejected)
+    for r in rejected:
+        context.log.warning(
+            f"LEAP_RECORD_REJECTED: {r.endpoint} page {r.page} record {r.index}"
+            f" ({r.record_id or 'no readable id'}): {r.problem}"
+        )
     context.log.info(f"dispatch summary: {summary}")
     if summary["unknown_meter_ids"]:
         context.log.warning(f"UNKNOWN_METER: {summary['unknown_meter_ids']}")

@@ -110,3 +110,4 @@ def test_dispatch_of_good_meters_proceeds_past_a_malformed_meter_record(flow_sta
     # the meter Leap described badly stays unknown (reported), nothing is sent for it
     assert puts(flow_stack.site, broken) == []
     assert broken in summary["unknown_meter_ids"]
+    assert summary["leap_rejected_records"] >= 1  # and the run says Leap sent a record it left out
