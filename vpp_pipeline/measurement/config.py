@@ -95,11 +95,12 @@ class MeasurementParameters:
     #: Whether CAISO real-time (``5m``) events are judged by the flags: only for programs
     #: that take part in real time (Leap excludes them from polling by default).
     flag_real_time_events: bool = False
-    #: Whether group events are judged by the flags. Leap commits the group; a member's share
-    #: is this pipeline's allocation (by nomination, over the members the search lists now),
-    #: so by default a meter is judged on its own commitments only. When on, group events are
-    #: judged for meters with fewer than low_performance_min_events meter-level events.
-    flag_group_events: bool = False
+    #: Whether the flags judge a meter's share of group events (its allocation by nomination,
+    #: which is also the target its site controller is sent), pooled with its meter-level
+    #: events. A share is judged only when the meter, and every other meter the event was
+    #: split over, was in the group at the event's start (ACTIVE enrollment in the group and
+    #: program, a nomination in force, not IDLE/DISENROLL; sql/group_event_members.sql).
+    flag_group_events: bool = True
     #: Baseline accuracy: trailing window, the pseudo-event window scored on each test day
     #: (local start hour and length), and the RRMSE above which a baseline is unreliable.
     accuracy_window_days: int = 90
