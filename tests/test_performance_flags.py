@@ -253,8 +253,14 @@ def test_flags_judge_the_response_not_the_pay(conn):
     )
     models.build_underperformers(conn, strict, AS_OF)
     assert flagged(conn)["m-5m"][0] == ["NO_RESPONSE"]
-    # m-group's shares of group events: no dispatch_events / enrollments here, so whether it
-    # was in the group at the events is unknown and they are not judged (see the test below)
+    assert "m-group" not in flagged(conn)
+    # with flag_group_events on, m-group's shares are still not judged: there are no
+    # enrollments here, so whether it was in the group at the events is unknown (see the
+    # test below)
+    with_groups = MeasurementConfig(
+        defaults=MeasurementConfig().defaults.__class__(flag_group_events=True)
+    )
+    models.build_underperformers(conn, with_groups, AS_OF)
     assert "m-group" not in flagged(conn)
 
 
@@ -333,7 +339,10 @@ def test_group_shares_are_judged_only_for_members_at_the_event(tmp_path):
         [_start(5), _start(0), period[0]],
     )
 
-    models.build_underperformers(conn, MeasurementConfig(), AS_OF)
+    with_groups = MeasurementConfig(
+        defaults=MeasurementConfig().defaults.__class__(flag_group_events=True)
+    )
+    models.build_underperformers(conn, with_groups, AS_OF)
     flags = flagged(conn)
     assert set(flags) == {"m-group"}
     reasons, _, pooled, no_response, *_, evidence = flags["m-group"]
@@ -341,10 +350,7 @@ def test_group_shares_are_judged_only_for_members_at_the_event(tmp_path):
     assert [e["meter_event_id"] for e in evidence] == ["k4", "k1"]  # not k2: g2's split
     assert no_response == ["k4", "k1"] and pooled == pytest.approx(0.0)
 
-    off = MeasurementConfig(
-        defaults=MeasurementConfig().defaults.__class__(flag_group_events=False)
-    )
-    models.build_underperformers(conn, off, AS_OF)
+    models.build_underperformers(conn, MeasurementConfig(), AS_OF)  # off by default
     assert flagged(conn) == {}
     conn.close()
 

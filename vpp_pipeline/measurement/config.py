@@ -100,7 +100,9 @@ class MeasurementParameters:
     #: events. A share is judged only when the meter, and every other meter the event was
     #: split over, was in the group at the event's start (ACTIVE enrollment in the group and
     #: program, a nomination in force, not IDLE/DISENROLL; sql/group_event_members.sql).
-    flag_group_events: bool = True
+    #: Off by default: measured in BENCHMARKS.md (issue 10), it judges more meters and finds
+    #: more under-responders with no false flag, but not recall >= 0.8 on every seed either.
+    flag_group_events: bool = False
     #: Baseline accuracy: trailing window, the pseudo-event window scored on each test day
     #: (local start hour and length), and the RRMSE above which a baseline is unreliable.
     accuracy_window_days: int = 90
