@@ -10,6 +10,7 @@ from test_performance_fixtures import connect
 
 from vpp_pipeline.measurement import models, performance_summary
 from vpp_pipeline.measurement.config import MeasurementConfig
+from vpp_pipeline.measurement.flag_quality import flag_quality
 from vpp_pipeline.warehouse import run_models, stage_frame
 
 AS_OF = date(2024, 9, 30)
@@ -349,6 +350,13 @@ def test_group_shares_are_judged_only_for_members_at_the_event(tmp_path):
     assert reasons == ["LOW_PERFORMANCE", "NO_RESPONSE"]
     assert [e["meter_event_id"] for e in evidence] == ["k4", "k1"]  # not k2: g2's split
     assert no_response == ["k4", "k1"] and pooled == pytest.approx(0.0)
+
+    # the benchmark's population follows the same rule: meters whose only group shares the
+    # flags may not judge are not counted (they could be neither caught nor missed)
+    truth = {"m-group": "partial", "m-idle": "none", "m-late": "none", "m-unnominated": "none"}
+    quality = flag_quality(conn, truth, AS_OF, group_events=True)
+    assert quality["meters_judged"] == 1 and quality["confusion"]["tp"] == 1
+    assert quality["performance_recall"] == 1.0
 
     models.build_underperformers(conn, MeasurementConfig(), AS_OF)  # off by default
     assert flagged(conn) == {}
