@@ -108,9 +108,12 @@ def time_to_flag(conn, truth: dict[str, str], last_as_of, group_events: bool) ->
         first_event AS (
             SELECT meter_id, min(CAST(timezone($tz, event_start) AS DATE)) AS first_event
             FROM event_performance
+            LEFT JOIN group_event_members USING (meter_event_id)  -- staged by flag_quality
             WHERE status = 'scored' AND committed_kw > 0 AND NOT is_voluntary
                 AND NOT list_contains(dispatch_event_types, '5m')
-                AND (market_group_event_id IS NULL OR $group_events)
+                AND (market_group_event_id IS NULL OR (
+                    $group_events AND coalesce(was_member AND split_over_members, false)
+                ))
             GROUP BY meter_id
         )
         SELECT f.first_flagged - e.first_event

@@ -26,7 +26,8 @@
 -- Window and pooled thresholds come from the default parameters ('*'); the per-event
 -- thresholds from the event's program.
 --
--- Inputs: event_performance, measurement_parameters, variables as_of_date (DATE), timezone.
+-- Inputs: event_performance, group_event_members (temp, sql/group_event_members.sql),
+-- measurement_parameters, variables as_of_date (DATE), timezone.
 
 DELETE FROM underperformers WHERE as_of_date = CAST(getvariable('as_of_date') AS DATE);
 
@@ -42,6 +43,7 @@ window_bounds AS (
 events AS (
     SELECT
         p.*,
+        gm.was_member AND gm.split_over_members AS is_member_share,
         CAST(timezone(getvariable('timezone'), p.event_start) AS DATE) AS event_date,
         pr.no_response_factor,
         pr.missing_data_completeness,
@@ -56,6 +58,7 @@ events AS (
             AS is_eligible,
         (p.delivered_kw_high - p.delivered_kw_low) / 2 AS half_width_kw
     FROM event_performance p
+    LEFT JOIN group_event_members gm USING (meter_event_id)
     JOIN params pr ON pr.program_identifier = CASE
         WHEN p.programs[1] IN (SELECT program_identifier FROM params) THEN p.programs[1]
         ELSE '*'
@@ -65,17 +68,17 @@ events AS (
         AND CAST(timezone(getvariable('timezone'), p.event_start) AS DATE)
             BETWEEN w.window_start AND w.window_end
 ),
--- Group events: the meter's share is this pipeline's allocation of the group's commitment
--- (by nomination, over the members the search lists), not a commitment Leap made to the
--- meter. A meter with enough eligible meter-level events is judged on those alone.
+-- Group events (flag_group_events): the meter's share is this pipeline's split of the group's
+-- commitment by nomination, the target its site controller is sent. A share is judged,
+-- pooled with the meter's own events, only when the meter and every other meter the event
+-- was split over were in the group at its start (group_event_members): a split over a
+-- listed non-member misstates every share.
 judged_events AS (
     SELECT
         e.*,
         e.is_eligible AND (
             e.market_group_event_id IS NULL
-            OR (d.flag_group_events AND count(*) FILTER (
-                WHERE e.is_eligible AND e.market_group_event_id IS NULL
-            ) OVER (PARTITION BY e.meter_id) < d.low_performance_min_events)
+            OR (d.flag_group_events AND coalesce(e.is_member_share, false))
         ) AS is_judged
     FROM events e
     CROSS JOIN defaults d

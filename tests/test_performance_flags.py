@@ -10,6 +10,7 @@ from test_performance_fixtures import connect
 
 from vpp_pipeline.measurement import models, performance_summary
 from vpp_pipeline.measurement.config import MeasurementConfig
+from vpp_pipeline.measurement.flag_quality import flag_quality
 from vpp_pipeline.warehouse import run_models, stage_frame
 
 AS_OF = date(2024, 9, 30)
@@ -254,11 +255,112 @@ def test_flags_judge_the_response_not_the_pay(conn):
     models.build_underperformers(conn, strict, AS_OF)
     assert flagged(conn)["m-5m"][0] == ["NO_RESPONSE"]
     assert "m-group" not in flagged(conn)
+    # with flag_group_events on, m-group's shares are still not judged: there are no
+    # enrollments here, so whether it was in the group at the events is unknown (see the
+    # test below)
     with_groups = MeasurementConfig(
         defaults=MeasurementConfig().defaults.__class__(flag_group_events=True)
     )
     models.build_underperformers(conn, with_groups, AS_OF)
-    assert flagged(conn)["m-group"][0] == ["LOW_PERFORMANCE", "NO_RESPONSE"]
+    assert "m-group" not in flagged(conn)
+
+
+def _start(days_back: int) -> datetime:
+    """The event start make_performance gives an event ``days_back`` days before AS_OF."""
+    return datetime.combine(AS_OF - timedelta(days=days_back), datetime.min.time(), UTC) + (
+        timedelta(hours=25)
+    )
+
+
+def test_group_shares_are_judged_only_for_members_at_the_event(tmp_path):
+    """A meter's share of a group event is judged when, at the event's start, the meter had
+    an ACTIVE enrollment in the event's group and program, a nomination in force and no
+    IDLE/DISENROLL preference, and every meter the event was split over did too."""
+    conn = connect(tmp_path / "vpp.duckdb")
+    nothing = (0.0, -0.5, 0.5)  # no response, bounds well below 0.1 x 10 kW
+    share = [0.0, nothing, 1.0, False, 10.0, "scored", 0.0]
+    shares = {
+        # (meter_event_id, meter_id, group event, days back)
+        ("k1", "m-group", "g1", 2),
+        ("k4", "m-group", "g3", 4),
+        # g2 was split over m-group and m-idle, idle at the time: neither share is judged
+        ("k2", "m-group", "g2", 3),
+        ("k3", "m-idle", "g2", 3),
+        # enrolled in the group only from 1 day before AS_OF: not a member 2 days back
+        ("k5", "m-late", "g4", 2),
+        # enrolled, but no nomination in force: Leap does not dispatch it
+        ("k6", "m-unnominated", "g5", 2),
+    }
+    make_performance(
+        conn,
+        [
+            (eid, meter, back, *share, {"market_group_event_id": g})
+            for eid, meter, g, back in shares
+        ],
+    )
+    for eid, meter, g, back in shares:
+        conn.execute(
+            "INSERT INTO dispatch_events BY NAME SELECT ? AS meter_event_id, "
+            "? AS market_group_event_id, ? AS meter_id, 'G' AS market_group_id, "
+            "['ELRP'] AS programs, ? AS start_time",
+            [eid, g, meter, _start(back)],
+        )
+    conn.execute(
+        "CREATE TABLE enrollments (meter_id VARCHAR, program_identifier VARCHAR, "
+        "enrollment_status VARCHAR, market_group_id VARCHAR, "
+        "delivery_period_start TIMESTAMPTZ, delivery_period_end TIMESTAMPTZ)"
+    )
+    period = (_start(60), _start(-60))
+    for meter in ("m-group", "m-idle", "m-unnominated"):
+        conn.execute(
+            "INSERT INTO enrollments VALUES (?, 'ELRP', 'ACTIVE', 'G', ?, ?)", [meter, *period]
+        )
+    conn.execute(
+        "INSERT INTO enrollments VALUES ('m-late', 'ELRP', 'ACTIVE', 'G', ?, ?)",
+        [_start(1), period[1]],
+    )
+    # m-late was in the group before, in an earlier period that ended before its event
+    conn.execute(
+        "INSERT INTO enrollments VALUES ('m-late', 'ELRP', 'INACTIVE', 'G', ?, ?)",
+        [_start(60), _start(1)],
+    )
+    for meter in ("m-group", "m-idle", "m-late"):
+        conn.execute(
+            "INSERT INTO nominations VALUES (?, 'ELRP', ?, NULL, 'LEAP', 20.0, ?)",
+            [meter, period[0], period[0]],
+        )
+    conn.execute(
+        "CREATE TABLE participation_preferences (meter_id VARCHAR, "
+        "participation_preference VARCHAR, start_time TIMESTAMPTZ, end_time TIMESTAMPTZ, "
+        "reason VARCHAR)"
+    )
+    conn.execute(
+        "INSERT INTO participation_preferences VALUES ('m-idle', 'IDLE', ?, ?, 'maintenance'), "
+        "('m-group', 'PARTICIPATE', ?, NULL, NULL)",
+        [_start(5), _start(0), period[0]],
+    )
+
+    with_groups = MeasurementConfig(
+        defaults=MeasurementConfig().defaults.__class__(flag_group_events=True)
+    )
+    models.build_underperformers(conn, with_groups, AS_OF)
+    flags = flagged(conn)
+    assert set(flags) == {"m-group"}
+    reasons, _, pooled, no_response, *_, evidence = flags["m-group"]
+    assert reasons == ["LOW_PERFORMANCE", "NO_RESPONSE"]
+    assert [e["meter_event_id"] for e in evidence] == ["k4", "k1"]  # not k2: g2's split
+    assert no_response == ["k4", "k1"] and pooled == pytest.approx(0.0)
+
+    # the benchmark's population follows the same rule: meters whose only group shares the
+    # flags may not judge are not counted (they could be neither caught nor missed)
+    truth = {"m-group": "partial", "m-idle": "none", "m-late": "none", "m-unnominated": "none"}
+    quality = flag_quality(conn, truth, AS_OF, group_events=True)
+    assert quality["meters_judged"] == 1 and quality["confusion"]["tp"] == 1
+    assert quality["performance_recall"] == 1.0
+
+    models.build_underperformers(conn, MeasurementConfig(), AS_OF)  # off by default
+    assert flagged(conn) == {}
+    conn.close()
 
 
 def test_one_event_below_the_threshold_is_inconclusive(conn):

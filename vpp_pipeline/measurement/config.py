@@ -95,10 +95,13 @@ class MeasurementParameters:
     #: Whether CAISO real-time (``5m``) events are judged by the flags: only for programs
     #: that take part in real time (Leap excludes them from polling by default).
     flag_real_time_events: bool = False
-    #: Whether group events are judged by the flags. Leap commits the group; a member's share
-    #: is this pipeline's allocation (by nomination, over the members the search lists now),
-    #: so by default a meter is judged on its own commitments only. When on, group events are
-    #: judged for meters with fewer than low_performance_min_events meter-level events.
+    #: Whether the flags judge a meter's share of group events (its allocation by nomination,
+    #: which is also the target its site controller is sent), pooled with its meter-level
+    #: events. A share is judged only when the meter, and every other meter the event was
+    #: split over, was in the group at the event's start (ACTIVE enrollment in the group and
+    #: program, a nomination in force, not IDLE/DISENROLL; sql/group_event_members.sql).
+    #: Off by default: measured in BENCHMARKS.md (issue 10), it judges more meters and finds
+    #: more under-responders with no false flag, but not recall >= 0.8 on every seed either.
     flag_group_events: bool = False
     #: Baseline accuracy: trailing window, the pseudo-event window scored on each test day
     #: (local start hour and length), and the RRMSE above which a baseline is unreliable.
@@ -171,13 +174,15 @@ class MeasurementConfig:
     def t_quantiles_frame(self, max_df: int = 200) -> pl.DataFrame:
         """Two-sided Student t quantiles for every configured ``uncertainty_confidence``:
         columns confidence, df (1..max_df), t (the (1 + confidence) / 2 quantile)."""
-        from scipy.stats import t as student_t  # heavy import, only when staging
+        # scipy.special's inverse t CDF, not scipy.stats: the same values, and importing
+        # scipy.stats costs ~0.4 s more, paid by every run of the Analyze stage
+        from scipy.special import stdtrit
 
         confidences = sorted(
             {self.for_program(p).uncertainty_confidence for p in [None, *self.program_overrides]}
         )
         rows = [
-            (c, df, float(student_t.ppf((1 + c) / 2, df)))
+            (c, df, float(stdtrit(df, (1 + c) / 2)))
             for c in confidences
             for df in range(1, max_df + 1)
         ]

@@ -7,7 +7,8 @@ Truth categories: ``good`` (responds 0.9-1.1 of committed kW), ``partial`` (0.3-
 (``LOW_PERFORMANCE`` or ``NO_RESPONSE``) is right on ``partial`` and ``none`` meters;
 ``MISSING_DATA`` is right on ``gaps`` meters. Only meters with at least one committed,
 non-voluntary, non-real-time event (scored or insufficient_data) in the flag window (a
-meter-level event, unless group events are judged) are counted: the flags may not judge the others (skipping a voluntary event is allowed). The
+meter-level event, or a group share the flags may judge: see ``sql/group_event_members.sql``) are
+counted: the flags may not judge the others (skipping a voluntary event is allowed). The
 performance figures are also given over the meters with at least two such events.
 """
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 from datetime import date
 
 import duckdb
+
+from vpp_pipeline.measurement.models import stage_group_event_members
 
 UNDER_RESPONDING = ("partial", "none")
 
@@ -40,18 +43,22 @@ def flag_quality(
     repeats the performance figures over the meters with at least ``min_events`` such events
     (LOW_PERFORMANCE needs two: a partial responder with one event cannot be told).
     ``group_events``: whether the flags judge group events (``flag_group_events``); the
-    population follows the same rule."""
+    population follows the same rule (shares of meters in the group at the event only)."""
+    stage_group_event_members(conn)
     # the truth is joined here, not in DuckDB: the demo reads its database read-only
     judged = conn.execute(
         """
         WITH judged_meters AS (
             SELECT meter_id, count(*) AS eligible_events
             FROM event_performance
+            LEFT JOIN group_event_members USING (meter_event_id)
             WHERE status IN ('scored', 'insufficient_data')
                 AND committed_kw > 0
                 AND NOT is_voluntary
                 AND NOT list_contains(dispatch_event_types, '5m')
-                AND (market_group_event_id IS NULL OR $group_events)
+                AND (market_group_event_id IS NULL OR (
+                    $group_events AND coalesce(was_member AND split_over_members, false)
+                ))
                 AND CAST(timezone($tz, event_start) AS DATE)
                     BETWEEN CAST($as_of AS DATE) - ($window - 1) AND CAST($as_of AS DATE)
             GROUP BY meter_id

@@ -15,7 +15,7 @@ import duckdb
 from vpp_pipeline.dispatch.examples import event_names_frame
 from vpp_pipeline.measurement.config import MeasurementConfig
 from vpp_pipeline.measurement.nerc_holidays import holidays_frame
-from vpp_pipeline.warehouse import run_models, stage_frame
+from vpp_pipeline.warehouse import run_models, stage_frame, table_exists
 
 #: Models that rebuild ``baselines`` from dispatch_events and interval_reads, in order.
 BASELINE_MODELS = (
@@ -113,6 +113,23 @@ def stage_meter_batteries(conn: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+#: Tables ``sql/group_event_members.sql`` reads (dispatch_events and the Manage stage's).
+_MEMBERSHIP_INPUTS = ("dispatch_events", "enrollments", "nominations", "participation_preferences")
+
+
+def stage_group_event_members(conn: duckdb.DuckDBPyConnection) -> None:
+    """Temp table ``group_event_members`` (meter_event_id, was_member): whether each group
+    share's meter was in the group at the event's start (``sql/group_event_members.sql``).
+    Empty when an input table is missing: membership unknown, group shares not judged."""
+    if all(table_exists(conn, table) for table in _MEMBERSHIP_INPUTS):
+        run_models(conn, "group_event_members")
+    else:
+        conn.execute(
+            "CREATE OR REPLACE TEMP TABLE group_event_members "
+            "(meter_event_id VARCHAR, was_member BOOLEAN, split_over_members BOOLEAN)"
+        )
+
+
 def build_event_performance(
     conn: duckdb.DuckDBPyConnection, config: MeasurementConfig, now: datetime
 ) -> None:
@@ -185,6 +202,7 @@ def build_underperformers(
     """Replace the ``underperformers`` rows of ``as_of_date`` (a market-local day); other
     as-of days are kept (the table is the history of flags)."""
     stage_measurement_inputs(conn, config, as_of_date.year - 1, as_of_date.year + 1)
+    stage_group_event_members(conn)
     _ensure_underperformers_table(conn)
     run_models(
         conn,
