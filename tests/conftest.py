@@ -16,6 +16,7 @@ import pytest
 from vpp_pipeline.definitions import default_resources
 from vpp_pipeline.resources import IntervalSourceResource, LeapResource, duckdb_resource
 from vpp_pipeline.sandbox import SandboxServer
+from vpp_pipeline.sandbox.site_controller import SiteControllerServer
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,13 @@ def private_sandbox():
 def instance():
     with dg.instance_for_test() as inst:
         yield inst
+
+
+@pytest.fixture
+def site():
+    """A recording sandbox site controller on a free port (bearer token ``site-token``)."""
+    with SiteControllerServer(token="site-token") as server:
+        yield server
 
 
 def make_resources(server, db_path) -> dict:

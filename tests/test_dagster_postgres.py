@@ -29,7 +29,6 @@ from vpp_pipeline.dispatch.resources import ops_store_resource
 from vpp_pipeline.ops import OpsStore
 from vpp_pipeline.receiver import ReceiverServer, ReceiverSettings
 from vpp_pipeline.resources import duckdb_resource
-from vpp_pipeline.sandbox.site_controller import SiteControllerServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,12 +46,6 @@ def dagster_database(postgres_database):
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
-
-
-@pytest.fixture
-def site():
-    with SiteControllerServer(token="site-token") as server:
-        yield server
 
 
 def production_home(tmp_path, monkeypatch, database: str) -> Path:

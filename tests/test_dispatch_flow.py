@@ -27,7 +27,6 @@ from vpp_pipeline.ops import OpsStore
 from vpp_pipeline.receiver import ReceiverServer, ReceiverSettings
 from vpp_pipeline.resources import LeapResource, duckdb_resource
 from vpp_pipeline.sandbox import SandboxServer
-from vpp_pipeline.sandbox.site_controller import SiteControllerServer
 from vpp_pipeline.sandbox.timefmt import parse_datetime
 
 API_KEY = "test-webhook-key"
@@ -109,12 +108,6 @@ def instance():
     sensor cursor, and nothing here reads the instance's run history): saves ~0.5 s per test."""
     with dg.instance_for_test() as inst:
         yield inst
-
-
-@pytest.fixture
-def site():
-    with SiteControllerServer(token="site-token") as server:
-        yield server
 
 
 @pytest.fixture

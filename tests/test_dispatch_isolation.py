@@ -17,19 +17,12 @@ from test_dispatch_retry import RetryStack
 from vpp_pipeline.cli import main
 from vpp_pipeline.dispatch.outbox import RetryPolicy
 from vpp_pipeline.ops import iso
-from vpp_pipeline.sandbox.site_controller import SiteControllerServer
 
 
 @pytest.fixture(scope="module")
 def instance():
     with dg.instance_for_test() as inst:
         yield inst
-
-
-@pytest.fixture
-def site():
-    with SiteControllerServer(token="site-token") as server:
-        yield server
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from test_dispatch_flow import API_KEY, BASE, Stack, plain_meters, puts, slot
 
 from assets.dispatch import dispatch_reconciliation_job
 from vpp_pipeline.receiver import ReceiverServer, ReceiverSettings
-from vpp_pipeline.sandbox.site_controller import SiteControllerServer
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -27,12 +26,6 @@ SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 def instance():
     with dg.instance_for_test() as inst:
         yield inst
-
-
-@pytest.fixture
-def site():
-    with SiteControllerServer(token="site-token") as server:
-        yield server
 
 
 class LeapStack(Stack):

@@ -25,7 +25,6 @@ from vpp_pipeline.leap.client import format_utc
 from vpp_pipeline.ops import OpsStore, is_postgres, iso
 from vpp_pipeline.resources import LeapResource
 from vpp_pipeline.sandbox import SandboxServer
-from vpp_pipeline.sandbox.site_controller import SiteControllerServer
 
 RETRY_ONLY = {"ops": {"process_dispatch_inbox": {"config": {"apply_inbox": False}}}}
 
@@ -98,12 +97,6 @@ def instance():
     sensor cursor, and nothing here reads the instance's run history): saves ~0.5 s per test."""
     with dg.instance_for_test() as inst:
         yield inst
-
-
-@pytest.fixture
-def site():
-    with SiteControllerServer(token="site-token") as server:
-        yield server
 
 
 def make_stack(tmp_path, sandbox, site, instance, location, policy=FAST) -> RetryStack:

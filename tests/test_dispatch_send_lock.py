@@ -11,20 +11,12 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from vpp_pipeline.dispatch.delivery import SiteControllerClient
 from vpp_pipeline.dispatch.outbox import DELIVERED, SUPERSEDED, deliver_actions
 from vpp_pipeline.ops import OpsStore, iso
 from vpp_pipeline.sandbox.site_controller import SiteControllerServer
 
 METER, SCHEDULE = "meter-1", "event-1"
-
-
-@pytest.fixture
-def site():
-    with SiteControllerServer(token="site-token") as server:
-        yield server
 
 
 def plan_put(store: OpsStore, revision: int) -> dict:

@@ -31,7 +31,6 @@ from vpp_pipeline.ops import OpsStore, OpsStoreError, connect, is_postgres
 from vpp_pipeline.ops.postgres_backend import close_pools
 from vpp_pipeline.receiver import ReceiverServer, ReceiverSettings
 from vpp_pipeline.receiver.app import create_receiver_app
-from vpp_pipeline.sandbox.site_controller import SiteControllerServer
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +39,6 @@ def instance():
     sensor cursor, and nothing here reads the instance's run history): saves ~0.5 s per test."""
     with dg.instance_for_test() as inst:
         yield inst
-
-
-@pytest.fixture
-def site():
-    with SiteControllerServer(token="site-token") as server:
-        yield server
 
 
 @pytest.fixture
