@@ -36,7 +36,9 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vpp_pipeline.definitions import STAGE_MODULES, default_resources  # noqa: E402
+from bench_baseline_accuracy import materialize  # noqa: E402 (a sibling script: bench/ is sys.path[0])
+
+from vpp_pipeline.definitions import default_resources  # noqa: E402
 from vpp_pipeline.measurement import models  # noqa: E402
 from vpp_pipeline.measurement.config import load_measurement_config  # noqa: E402
 from vpp_pipeline.measurement.flag_quality import UNDER_RESPONDING, flag_quality  # noqa: E402
@@ -48,23 +50,7 @@ from vpp_pipeline.sandbox.intervals import (  # noqa: E402
     response_profile,
 )
 
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 TZ = "America/Los_Angeles"
-
-
-def materialize(selection, resources, instance) -> None:
-    result = dg.materialize(
-        [
-            *dg.load_assets_from_modules(STAGE_MODULES),
-            *dg.load_asset_checks_from_modules(STAGE_MODULES),
-        ],
-        selection=selection,
-        resources=resources,
-        instance=instance,
-        run_config=QUIET,
-    )
-    if not result.success:
-        raise SystemExit(f"materialization of {selection} failed")
 
 
 def load_interval_reads(conn: duckdb.DuckDBPyConnection, sandbox: SandboxServer, days: int) -> int:
