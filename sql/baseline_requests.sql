@@ -78,6 +78,7 @@ classified AS (
         p.meter_no,
         p.tz,
         p.is_battery_submeter,
+        p.has_behind_meter_battery,
         CAST(timezone(p.tz, w.event_start) AS DATE) AS event_date
     FROM windows w
     JOIN meter_profiles p USING (meter_id)
@@ -117,6 +118,7 @@ SELECT
     tz,
     method,
     day_kind,
+    has_behind_meter_battery,
     event_date,
     event_start,
     event_end,

@@ -30,6 +30,7 @@ SELECT
     adjusted_kwh - unadjusted_kwh AS adjustment_kwh,
     actual_kwh,
     adjustment_overlaps_event,
+    flag_adjustment,
     flag_baseline_kwh,
     placebo_days,
     placebo_error_mean_kwh,

@@ -92,7 +92,8 @@ per_event AS (
         -- before any compensation cap, over the quarter hours with a reading only: the
         -- response as measured, never "a missing quarter hour delivered nothing"
         sum(flag_baseline_kwh - actual_kwh) AS uncapped_delivered_kwh,
-        bool_or(adjustment_overlaps_event) AS adjustment_overlaps_event
+        bool_or(adjustment_overlaps_event) AS adjustment_overlaps_event,
+        any_value(flag_adjustment) AS flag_adjustment
     FROM intervals
     GROUP BY meter_event_id
 ),
@@ -256,6 +257,7 @@ SELECT
     CASE WHEN committed_kw > 0 THEN delivered_kw_high / committed_kw END AS performance_factor_high,
     dispatch_event_types,
     adjustment_overlaps_event,
+    flag_adjustment,
     expected_kw,
     -- whether interval data has been loaded for the event's day at all (for any meter): an
     -- event before the first or after the last loaded day is not missing data, just not

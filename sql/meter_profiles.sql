@@ -1,5 +1,6 @@
 -- meter_profiles (temp): per meter, the market time zone that day-level baseline logic uses
--- and whether the meter is a battery submeter (baseline = meter generator output).
+-- whether the meter is a battery submeter (baseline = meter generator output), and whether
+-- it has a battery behind it (a utility meter with BATTERY_STORAGE among its load types).
 --
 -- Inputs: meters (may lack meters that only have interval data), interval_reads,
 -- dispatch_events, market_timezones (temp: transmission_region -> IANA zone), variables
@@ -19,7 +20,12 @@ SELECT
     coalesce(
         m.meter_type IN ('SUBMETER', 'DEVICE') AND list_contains(m.load_types, 'BATTERY_STORAGE'),
         false
-    ) AS is_battery_submeter
+    ) AS is_battery_submeter,
+    -- a battery behind a site's utility meter: the site can move energy around an event
+    coalesce(
+        m.meter_type NOT IN ('SUBMETER', 'DEVICE') AND list_contains(m.load_types, 'BATTERY_STORAGE'),
+        false
+    ) AS has_behind_meter_battery
 FROM known_meters k
 LEFT JOIN meters m USING (meter_id)
 LEFT JOIN market_timezones tz ON tz.transmission_region = m.transmission_region;

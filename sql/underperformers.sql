@@ -20,8 +20,13 @@
 --                                pooled bounds straddle low_performance_factor with a band
 --                                wider than inconclusive_band, or lie below it over fewer
 --                                than low_performance_min_events judged events.
--- Pooled performance = sum(delivered_kw_uncapped - placebo_bias_kw) / sum(expected_kw), its
--- half width sqrt(sum(half width_i ^ 2)) / sum(expected_kw) (events' errors independent);
+-- Pooled performance: the inverse-variance weighted mean of the judged events' performance
+-- p_i = (delivered_kw_uncapped - placebo_bias_kw) / expected_kw, with weights 1 / h_i^2,
+-- h_i = half width / expected_kw; its half width 1 / sqrt(sum(1 / h_i^2)) (events' errors
+-- independent). An event whose baseline noise is twice another's counts a quarter as much,
+-- so a noisy event (a contaminated adjustment, a 4-in-4 day) cannot hide what the precise
+-- ones show. Battery submeters are metered exactly (h_i = 0): sum(delivered) /
+-- sum(expected_kw), half width 0.
 -- expected_kw is committed_kw except for battery submeters (what the battery can deliver).
 -- Window and pooled thresholds come from the default parameters ('*'); the per-event
 -- thresholds from the event's program.
@@ -86,7 +91,10 @@ judged_events AS (
 flagged_events AS (
     SELECT
         *,
-        is_judged AND delivered_kw_high < no_response_factor * expected_kw AS is_no_response
+        is_judged AND delivered_kw_high < no_response_factor * expected_kw AS is_no_response,
+        -- the event's measured performance (bias removed) and half width, as shares of expected_kw
+        (delivered_kw_uncapped - coalesce(placebo_bias_kw, 0.0)) / expected_kw AS event_performance,
+        half_width_kw / expected_kw AS relative_half_width
     FROM judged_events
 ),
 per_meter AS (
@@ -102,10 +110,19 @@ per_meter AS (
         list(meter_event_id ORDER BY event_start) FILTER (WHERE is_no_response) AS no_response_event_ids,
         count(*) FILTER (WHERE is_missing_data) AS missing_data_events,
         list(meter_event_id ORDER BY event_start) FILTER (WHERE is_missing_data) AS missing_data_event_ids,
-        sum(delivered_kw_uncapped - coalesce(placebo_bias_kw, 0.0)) FILTER (WHERE is_judged)
-            / sum(expected_kw) FILTER (WHERE is_judged) AS pooled_performance_factor,
-        sqrt(sum(half_width_kw ^ 2) FILTER (WHERE is_judged))
-            / sum(expected_kw) FILTER (WHERE is_judged) AS pooled_half_width,
+        -- inverse-variance weights: a precise event counts for more than a noisy one; events
+        -- measured exactly (battery submeters: half width 0) are pooled by committed kW
+        CASE
+            WHEN bool_or(relative_half_width = 0) FILTER (WHERE is_judged)
+                THEN sum(delivered_kw_uncapped - coalesce(placebo_bias_kw, 0.0)) FILTER (WHERE is_judged)
+                    / sum(expected_kw) FILTER (WHERE is_judged)
+            ELSE sum(event_performance / relative_half_width ^ 2) FILTER (WHERE is_judged)
+                / sum(1 / relative_half_width ^ 2) FILTER (WHERE is_judged)
+        END AS pooled_performance_factor,
+        CASE
+            WHEN bool_or(relative_half_width = 0) FILTER (WHERE is_judged) THEN 0.0
+            ELSE 1 / sqrt(sum(1 / relative_half_width ^ 2) FILTER (WHERE is_judged))
+        END AS pooled_half_width,
         -- the events behind the verdict: every judged or missing-data event, oldest first
         list({
             'meter_event_id': meter_event_id,

@@ -185,10 +185,25 @@ def test_noisy_good_responder_is_not_flagged_and_a_non_responder_is(responders_d
     )
     assert not {"NO_RESPONSE", "LOW_PERFORMANCE"} & set(verdicts.get("m-good", []))
     assert {"NO_RESPONSE", "LOW_PERFORMANCE"} <= set(verdicts["m-none"])
-    reason, evidence = responders_db.execute(
-        "SELECT reason, evidence FROM underperformers WHERE meter_id = 'm-none'"
+    reason, evidence, pooled, pooled_high = responders_db.execute(
+        "SELECT reason, evidence, pooled_performance_factor, pooled_performance_high "
+        "FROM underperformers WHERE meter_id = 'm-none'"
     ).fetchone()
-    assert reason.startswith("LOW_PERFORMANCE: pooled performance -0.00 (-0.0"), reason
+    # pooled by hand from the evidence: inverse-variance weights 1 / h^2, h the event's half
+    # width as a share of expected kW (bias 0 here: the placebo days are alike)
+    shares = [
+        (
+            (e["delivered_kw_uncapped"]) / e["expected_kw"],
+            (e["delivered_kw_high"] - e["delivered_kw_low"]) / 2 / e["expected_kw"],
+        )
+        for e in evidence
+    ]
+    weights = [1 / h**2 for _, h in shares]
+    by_hand = sum(w * p for w, (p, _) in zip(weights, shares, strict=True)) / sum(weights)
+    assert pooled == pytest.approx(by_hand, abs=1e-3)
+    assert pooled_high == pytest.approx(by_hand + sum(weights) ** -0.5, abs=1e-3)
+    assert abs(pooled) < 0.05 and pooled_high < 0.1
+    assert reason.startswith(f"LOW_PERFORMANCE: pooled performance {pooled:.2f} ("), reason
     assert "NO_RESPONSE: 3 event(s)" in reason
     assert [e["meter_event_id"] for e in evidence] == [f"m-none:{d}" for d in EVENT_DAYS]
     assert all(e["delivered_kw_high"] < 1.0 and e["no_response"] for e in evidence)

@@ -86,14 +86,21 @@ ROWS = [
     ("a2", "m-low", 20, 0.7, (7.0, 6.0, 8.0), 1.0, False, 10.0, "scored", 7.0),
     # one event only: pooled 0.5 but fewer than 2 events -> not LOW_PERFORMANCE: INCONCLUSIVE
     ("b1", "m-one", 5, 0.5, (5.0, 4.0, 6.0), 1.0, False, 10.0, "scored", 5.0),
-    # no response on a committed, non-voluntary event: high bound 0.9 < 0.1 x 10 kW
+    # no response on a committed, non-voluntary event: high bound 0.9 < 0.1 x 10 kW. The
+    # second event's 1.95 does not make up for it: shares 0.02 (half width 0.07) and 1.95
+    # (0.1), weights 204.1 and 100 -> pooled 0.655, half width 0.057, high 0.712 < 0.8
     ("c1", "m-nores", 3, 0.02, (0.2, -0.5, 0.9), 1.0, False, 10.0, "scored", 0.2),
     ("c2", "m-nores", 4, 1.95, (19.5, 18.5, 20.5), 1.0, False, 10.0, "scored", 19.5),
     # a good responder with one noisy event: pf 0.05 (the old rule's NO_RESPONSE) but its
-    # high bound 7 kW is far above 1 kW; pooled 0.525, half width sqrt(6.5^2 + 1) / 20 =
-    # 0.329: bounds 0.196-0.854 straddle 0.8, wider than 0.5 -> INCONCLUSIVE, not flagged
+    # high bound 7 kW is far above 1 kW. Inverse-variance pooling: shares 0.05 (half width
+    # 0.65) and 1.0 (0.1), weights 1/0.65^2 = 2.367 and 100 -> pooled 0.978, half width
+    # 1/sqrt(102.367) = 0.099: bounds 0.879-1.077, above 0.8 -> no row at all
     ("n1", "m-noisy", 3, 0.05, (0.5, -6.0, 7.0), 1.0, False, 10.0, "scored", 0.5),
     ("n2", "m-noisy", 4, 1.0, (10.0, 9.0, 11.0), 1.0, False, 10.0, "scored", 10.0),
+    # two noisy events: shares 0.5 each, half width 0.6 each -> pooled 0.5, half width
+    # 0.6/sqrt(2) = 0.424: bounds 0.076-0.924 straddle 0.8, wider than 0.5 -> INCONCLUSIVE
+    ("u1", "m-unsure", 3, 0.5, (5.0, -1.0, 11.0), 1.0, False, 10.0, "scored", 5.0),
+    ("u2", "m-unsure", 4, 0.5, (5.0, -1.0, 11.0), 1.0, False, 10.0, "scored", 5.0),
     # voluntary event with pf 0 is not judged
     ("d1", "m-vol", 3, 0.0, (0.0, -0.5, 0.5), 1.0, True, 10.0, "scored", 0.0),
     ("d2", "m-vol", 4, 0.0, (0.0, -0.5, 0.5), 1.0, True, 10.0, "scored", 0.0),
@@ -216,7 +223,7 @@ def flagged(conn, as_of=AS_OF):
 def test_underperformer_reasons(conn):
     models.build_underperformers(conn, MeasurementConfig(), AS_OF)
     flags = flagged(conn)
-    assert set(flags) == {"m-low", "m-nores", "m-missing", "m-empty", "m-noisy", "m-one"}
+    assert set(flags) == {"m-low", "m-nores", "m-missing", "m-empty", "m-unsure", "m-one"}
     reasons, events, pooled, no_response, missing, is_flagged, reason, evidence = flags["m-low"]
     assert no_response == [] and missing == [] and is_flagged
     assert reasons == ["LOW_PERFORMANCE"]
@@ -227,7 +234,10 @@ def test_underperformer_reasons(conn):
     )
     assert [e["meter_event_id"] for e in evidence] == ["a2", "a1"]  # oldest first
     assert evidence[1]["delivered_kw_high"] == 6.0 and evidence[1]["committed_kw"] == 10.0
-    assert flags["m-nores"][0] == ["NO_RESPONSE"]
+    assert flags["m-nores"][0] == ["LOW_PERFORMANCE", "NO_RESPONSE"]
+    assert flags["m-nores"][2] == pytest.approx(
+        (0.02 / 0.07**2 + 1.95 / 0.1**2) / (1 / 0.07**2 + 100)
+    )
     assert flags["m-nores"][3] == ["c1"]
     assert "c1 on " in flags["m-nores"][6] and "0.2 kW of 10.0 kW expected" in flags["m-nores"][6]
     assert [e["no_response"] for e in flags["m-nores"][7]] == [False, True]
@@ -235,10 +245,15 @@ def test_underperformer_reasons(conn):
     assert flags["m-missing"][4] == ["e1"]
     assert "not judged on performance" in flags["m-missing"][6]
     assert flags["m-empty"][0] == ["MISSING_DATA"] and flags["m-empty"][4] == ["e3"]
-    # the noisy good responder: not a flag, and the row says what would help
-    reasons, _, pooled, no_response, _, is_flagged, reason, _ = flags["m-noisy"]
+    # the noisy good responder: its precise event outweighs the noisy one
+    assert "m-noisy" not in flags
+    pooled_noisy = (0.05 / 0.65**2 + 1.0 / 0.1**2) / (1 / 0.65**2 + 1 / 0.1**2)
+    assert pooled_noisy == pytest.approx(0.978, abs=1e-3)
+    # too noisy to tell: not a flag, and the row says what would help
+    reasons, _, pooled, no_response, _, is_flagged, reason, _ = flags["m-unsure"]
     assert reasons == ["INCONCLUSIVE"] and not is_flagged and no_response == []
-    assert pooled == pytest.approx(10.5 / 20)
+    assert pooled == pytest.approx(0.5)
+    assert "0.50 (0.08 to 0.92 at 90%) over 2" in reason
     assert "more events" in reason and "submeter" in reason
 
 
@@ -248,7 +263,7 @@ def test_flags_judge_the_response_not_the_pay(conn):
     models.build_underperformers(conn, MeasurementConfig(), AS_OF)
     flags = flagged(conn)
     assert "m-battery" not in flags and "m-vol" not in flags and "m-5m" not in flags
-    assert not flags["m-noisy"][5]
+    assert "m-noisy" not in flags
     strict = MeasurementConfig(
         defaults=MeasurementConfig().defaults.__class__(flag_real_time_events=True)
     )
@@ -453,7 +468,7 @@ def test_performance_summary(conn):
         "m-nores",
     ]
     assert summary["flagged_meters"][1]["reason"].startswith("LOW_PERFORMANCE: pooled")
-    assert [m["meter_id"] for m in summary["inconclusive_meters"]] == ["m-noisy", "m-one"]
+    assert [m["meter_id"] for m in summary["inconclusive_meters"]] == ["m-one", "m-unsure"]
     assert summary["unreliable_baselines"] == [
         {"meter_id": "m-low", "method": "10-in-10", "rrmse": 0.31, "bias": 0.05}
     ]
