@@ -181,7 +181,7 @@ def run_seed(seed: int, meters: int, days: int, flag_days: int) -> dict:
             archetypes,
             TZ,
             window_days=config.defaults.flag_window_days,
-            min_events=config.defaults.low_performance_min_events,
+            min_events=2,  # the breakdown over meters with two or more judged events
             group_events=config.defaults.flag_group_events,
         )
         statuses = dict(

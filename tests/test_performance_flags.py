@@ -84,7 +84,8 @@ ROWS = [
     # low performer: pooled (5 + 7) / 20 = 0.6, half width sqrt(1 + 1) / 20 -> high 0.671 < 0.8
     ("a1", "m-low", 10, 0.5, (5.0, 4.0, 6.0), 1.0, False, 10.0, "scored", 5.0),
     ("a2", "m-low", 20, 0.7, (7.0, 6.0, 8.0), 1.0, False, 10.0, "scored", 7.0),
-    # one event only: pooled 0.5 but fewer than 2 events -> not LOW_PERFORMANCE: INCONCLUSIVE
+    # one event only: 0.5 (0.4 to 0.6), its whole band below 0.8 -> LOW_PERFORMANCE (with
+    # low_performance_min_events = 2: INCONCLUSIVE)
     ("b1", "m-one", 5, 0.5, (5.0, 4.0, 6.0), 1.0, False, 10.0, "scored", 5.0),
     # no response on a committed, non-voluntary event: high bound 0.9 < 0.1 x 10 kW. The
     # second event's 1.95 does not make up for it: shares 0.02 (half width 0.07) and 1.95
@@ -268,7 +269,7 @@ def test_flags_judge_the_response_not_the_pay(conn):
         defaults=MeasurementConfig().defaults.__class__(flag_real_time_events=True)
     )
     models.build_underperformers(conn, strict, AS_OF)
-    assert flagged(conn)["m-5m"][0] == ["NO_RESPONSE"]
+    assert flagged(conn)["m-5m"][0] == ["LOW_PERFORMANCE", "NO_RESPONSE"]
     assert "m-group" not in flagged(conn)
     # with flag_group_events on, m-group's shares are still not judged: there are no
     # enrollments here, so whether it was in the group at the events is unknown (see the
@@ -378,14 +379,25 @@ def test_group_shares_are_judged_only_for_members_at_the_event(tmp_path):
     conn.close()
 
 
-def test_one_event_below_the_threshold_is_inconclusive(conn):
-    """m-one: one event, bounds 0.4-0.6 below 0.8: not LOW_PERFORMANCE (2 events needed), but
-    the row says so."""
+def test_one_event_below_the_threshold(conn):
+    """m-one: one event, bounds 0.4-0.6 below 0.8. By default that is LOW_PERFORMANCE (the
+    band, not a count of events, guards against noise); with low_performance_min_events = 2
+    it is not, and the row says why."""
     models.build_underperformers(conn, MeasurementConfig(), AS_OF)
+    reasons, *_, is_flagged, reason, evidence = flagged(conn)["m-one"]
+    assert reasons == ["LOW_PERFORMANCE"] and is_flagged
+    assert reason == (
+        "LOW_PERFORMANCE: pooled performance 0.50 (0.40 to 0.60 at 90%) over 1 committed "
+        "non-voluntary event, high bound below 0.8"
+    )
+    assert [e["meter_event_id"] for e in evidence] == ["b1"]
+    two = MeasurementConfig(
+        defaults=MeasurementConfig().defaults.__class__(low_performance_min_events=2)
+    )
+    models.build_underperformers(conn, two, AS_OF)
     reasons, *_, is_flagged, reason, evidence = flagged(conn)["m-one"]
     assert reasons == ["INCONCLUSIVE"] and not is_flagged
     assert "over 1 committed non-voluntary event:" in reason and "more events" in reason
-    assert [e["meter_event_id"] for e in evidence] == ["b1"]
 
 
 def test_flag_history_answers_which_meters_were_flagged_last_month(conn):
@@ -408,12 +420,13 @@ def test_underperformer_partition_is_idempotent_and_thresholds_configurable(conn
     models.build_underperformers(conn, config, AS_OF)
     models.build_underperformers(conn, config, AS_OF)
     assert conn.execute("SELECT count(*) FROM underperformers").fetchall()[0][0] == 6
-    strict = MeasurementConfig(
-        defaults=MeasurementConfig().defaults.__class__(low_performance_min_events=1)
+    two = MeasurementConfig(
+        defaults=MeasurementConfig().defaults.__class__(low_performance_min_events=2)
     )
-    models.build_underperformers(conn, strict, AS_OF - timedelta(days=1))
-    # as of the day before, c1/e1/g1 (1-3 days back) shift but m-one now counts with 1 event
-    assert "LOW_PERFORMANCE" in flagged(conn, AS_OF - timedelta(days=1))["m-one"][0]
+    models.build_underperformers(conn, two, AS_OF - timedelta(days=1))
+    # as of the day before, c1/e1/g1 (1-3 days back) shift, and m-one's one event is no
+    # longer enough
+    assert flagged(conn, AS_OF - timedelta(days=1))["m-one"][0] == ["INCONCLUSIVE"]
     assert len(flagged(conn)) == 6  # the first partition is untouched
 
 
@@ -466,9 +479,10 @@ def test_performance_summary(conn):
         "m-low",
         "m-missing",
         "m-nores",
+        "m-one",
     ]
     assert summary["flagged_meters"][1]["reason"].startswith("LOW_PERFORMANCE: pooled")
-    assert [m["meter_id"] for m in summary["inconclusive_meters"]] == ["m-one", "m-unsure"]
+    assert [m["meter_id"] for m in summary["inconclusive_meters"]] == ["m-unsure"]
     assert summary["unreliable_baselines"] == [
         {"meter_id": "m-low", "method": "10-in-10", "rrmse": 0.31, "bias": 0.05}
     ]

@@ -81,9 +81,13 @@ class MeasurementParameters:
     #: Underperformer rules (docs/flags.md): trailing window (local days), thresholds.
     flag_window_days: int = 90
     #: LOW_PERFORMANCE: the high bound of the pooled performance is below this, over at
-    #: least low_performance_min_events committed, non-voluntary events.
+    #: least low_performance_min_events committed, non-voluntary events. One event is
+    #: enough when its whole band lies below the factor: the band, not a count of events,
+    #: guards against baseline noise (NO_RESPONSE is a one-event call too); measured on 10
+    #: sandbox portfolios, 2 left recall at 0.75-0.77 on two of them for no gain in
+    #: precision (docs/flags.md section 4, BENCHMARKS.md).
     low_performance_factor: float = 0.8
-    low_performance_min_events: int = 2
+    low_performance_min_events: int = 1
     #: NO_RESPONSE: one such event's high bound of delivered kW is below this x committed kW.
     no_response_factor: float = 0.1
     #: MISSING_DATA: the event window has fewer than this share of its quarter hours.
