@@ -35,7 +35,8 @@
 -- day's quarter hour of the same wall-clock time. The join's output goes straight into one
 -- aggregation per request, role and quarter hour; no per-reading table is stored. Near a
 -- DST change a span is cut into one span per reading (its own shift and weight), so the
--- same join serves it.
+-- same join serves it. Spans are in epoch microseconds, placed by each zone's UTC offset per
+-- local day (zone_days) rather than a time-zone conversion per span.
 
 CREATE OR REPLACE TEMP VIEW baseline_intervals AS
 WITH needed AS (
@@ -103,6 +104,8 @@ request_spans AS (
         any_value(tz) AS tz,
         min(interval_start) AS first_start,
         max(interval_start) AS last_start,
+        min(local_start) AS first_local,
+        max(local_start) AS last_local,
         min(wall_offset) AS first_wall,
         max(wall_offset) AS last_wall,
         -- no DST change inside the event-day span: wall clock and UTC advance together
@@ -111,14 +114,43 @@ request_spans AS (
     FROM needed_local
     GROUP BY request_no, is_event
 ),
+-- Per zone and local day: its UTC offset (local - UTC, microseconds) and whether the offset
+-- is the same on every quarter hour of the two days before and after it as well (quiet).
+-- A wall-clock span well inside such five days converts to UTC by subtracting the offset:
+-- no time-zone conversion per span (they cost ~0.5 us each, and there are ~600 k spans).
+zone_days AS (
+    SELECT
+        tz,
+        local_day,
+        min_offset_us AS offset_us,
+        count(*) OVER five_days = 5
+            AND min(min_offset_us) OVER five_days = max(max_offset_us) OVER five_days AS quiet
+    FROM (
+        SELECT
+            tz,
+            CAST(local_start AS DATE) AS local_day,
+            min(epoch_us(local_start) - epoch_us(utc_start)) AS min_offset_us,
+            max(epoch_us(local_start) - epoch_us(utc_start)) AS max_offset_us
+        FROM local_clock
+        GROUP BY ALL
+    )
+    WINDOW five_days AS (
+        PARTITION BY tz ORDER BY local_day
+        RANGE BETWEEN INTERVAL 2 DAY PRECEDING AND INTERVAL 2 DAY FOLLOWING
+    )
+),
 baseline_spans AS (
     SELECT
         *,
         -- A wall-clock span converts to UTC by one constant offset when no clock change
-        -- falls within three hours of it (more than any DST shift in use).
-        linear AND epoch(timezone(tz, wall_last + INTERVAL 3 HOUR))
-            - epoch(timezone(tz, wall_first - INTERVAL 3 HOUR))
-            = epoch(wall_last + INTERVAL 3 HOUR) - epoch(wall_first - INTERVAL 3 HOUR) AS shiftable
+        -- falls within three hours of it (more than any DST shift in use); checked on the
+        -- zone's clock only when the span is not well inside five quiet days.
+        CASE
+            WHEN quiet_fit THEN linear
+            ELSE linear AND epoch(timezone(tz, wall_last + INTERVAL 3 HOUR))
+                - epoch(timezone(tz, wall_first - INTERVAL 3 HOUR))
+                = epoch(wall_last + INTERVAL 3 HOUR) - epoch(wall_first - INTERVAL 3 HOUR)
+        END AS shiftable
     FROM (
         SELECT
             s.request_no,
@@ -129,55 +161,91 @@ baseline_spans AS (
             s.linear,
             e.local_date AS baseline_day,
             CAST(e.local_date AS TIMESTAMP) + s.first_wall AS wall_first,
-            CAST(e.local_date AS TIMESTAMP) + s.last_wall AS wall_last
+            CAST(e.local_date AS TIMESTAMP) + s.last_wall AS wall_last,
+            z.offset_us,
+            coalesce(
+                z.quiet
+                AND CAST(e.local_date AS TIMESTAMP) + s.first_wall - INTERVAL 3 HOUR
+                    >= CAST(e.local_date - 2 AS TIMESTAMP)
+                AND CAST(e.local_date AS TIMESTAMP) + s.last_wall + INTERVAL 3 HOUR
+                    < CAST(e.local_date + 3 AS TIMESTAMP),
+                false
+            ) AS quiet_fit
         FROM request_spans s
         JOIN eligible_days e USING (request_no)
+        LEFT JOIN zone_days z ON z.tz = s.tz AND z.local_day = e.local_date
     )
 ),
--- shift_us moves a reading's instant onto the needed quarter hour of the same wall-clock
--- time (0 on the event day); every reading a span finds is needed, in the span's role.
+-- Spans in microseconds since the epoch (UTC); shift_us moves a reading's instant onto the
+-- needed quarter hour of the same wall-clock time (0 on the event day); every reading a span
+-- finds is needed, in the span's role. first_local/last_local: the span's wall-clock ends in
+-- the market zone, for the interval table's local_date (below) without a conversion when
+-- that is the same zone.
 spans AS (
     SELECT
-        request_no, is_event, meter_id, CAST(NULL AS DATE) AS baseline_day,
-        first_start AS span_start, last_start AS span_last, 0 AS shift_us, 1.0 AS reading_weight
+        request_no, is_event, meter_id, tz, CAST(NULL AS DATE) AS baseline_day,
+        epoch_us(first_start) AS span_start_us, epoch_us(last_start) AS span_last_us,
+        0 AS shift_us, 1.0 AS reading_weight, first_local, last_local
     FROM request_spans
     WHERE linear
     UNION ALL
     SELECT
-        request_no, is_event, meter_id, baseline_day,
-        timezone(tz, wall_first), timezone(tz, wall_last),
-        epoch_us(first_start) - epoch_us(timezone(tz, wall_first)), 1.0
-    FROM baseline_spans
-    WHERE shiftable
+        request_no, is_event, meter_id, tz, baseline_day,
+        span_start_us, span_start_us + epoch_us(wall_last) - epoch_us(wall_first),
+        epoch_us(first_start) - span_start_us, 1.0, wall_first, wall_last
+    FROM (
+        SELECT
+            *,
+            CASE
+                WHEN quiet_fit THEN epoch_us(wall_first) - offset_us
+                ELSE epoch_us(timezone(tz, wall_first))
+            END AS span_start_us
+        FROM baseline_spans
+        WHERE shiftable
+    )
     UNION ALL
     -- event day across a DST change: one span per quarter hour, its own reading
-    SELECT n.request_no, n.is_event, n.meter_id, NULL, n.interval_start, n.interval_start, 0, 1.0
+    SELECT
+        n.request_no, n.is_event, n.meter_id, n.tz, NULL, n.needed_us, n.needed_us, 0, 1.0,
+        n.local_start, n.local_start
     FROM needed_local n
     SEMI JOIN (SELECT * FROM request_spans WHERE NOT linear) s USING (request_no, is_event)
     UNION ALL
     -- baseline day near a DST change: one span per reading at the same wall-clock time,
     -- none where it was skipped (spring forward), two of weight 0.5 where it repeated
     SELECT
-        n.request_no, n.is_event, n.meter_id, b.baseline_day, c.utc_start, c.utc_start,
-        n.needed_us - epoch_us(c.utc_start), c.reading_weight
+        n.request_no, n.is_event, n.meter_id, b.tz, b.baseline_day,
+        epoch_us(c.utc_start), epoch_us(c.utc_start),
+        n.needed_us - epoch_us(c.utc_start), c.reading_weight, c.local_start, c.local_start
     FROM baseline_spans b
     JOIN needed_local n USING (request_no, is_event)
     JOIN local_clock c
         ON c.tz = b.tz AND c.local_start = CAST(b.baseline_day AS TIMESTAMP) + n.wall_offset
     WHERE NOT b.shiftable
 ),
--- keyed by the interval table's own local_date (one row per day a span touches)
+-- keyed by the interval table's own local_date (one row per day a span touches); in the
+-- market zone that is the wall-clock date, elsewhere a conversion
 span_keys AS (
     SELECT
-        s.*,
-        q.method = 'high-4-of-5' AS drops_a_day,
-        CAST(unnest(generate_series(
-            CAST(timezone(getvariable('interval_local_timezone'), s.span_start) AS DATE),
-            CAST(timezone(getvariable('interval_local_timezone'), s.span_last) AS DATE),
-            INTERVAL 1 DAY
-        )) AS DATE) AS read_date
-    FROM spans s
-    JOIN baseline_requests q USING (request_no)
+        * EXCLUDE (first_local, last_local, read_first, read_last),
+        CAST(unnest(generate_series(read_first, read_last, INTERVAL 1 DAY)) AS DATE) AS read_date
+    FROM (
+        SELECT
+            s.*,
+            q.method = 'high-4-of-5' AS drops_a_day,
+            CASE
+                WHEN s.tz = getvariable('interval_local_timezone') THEN CAST(s.first_local AS DATE)
+                ELSE CAST(timezone(getvariable('interval_local_timezone'), make_timestamp(s.span_start_us)
+                    AT TIME ZONE 'UTC') AS DATE)
+            END AS read_first,
+            CASE
+                WHEN s.tz = getvariable('interval_local_timezone') THEN CAST(s.last_local AS DATE)
+                ELSE CAST(timezone(getvariable('interval_local_timezone'), make_timestamp(s.span_last_us)
+                    AT TIME ZONE 'UTC') AS DATE)
+            END AS read_last
+        FROM spans s
+        JOIN baseline_requests q USING (request_no)
+    )
 ),
 -- the readings each request needs, with the quarter hour (needed_us) and role they serve
 -- (interval_reads starts are whole quarter hours: the interval checks reject others)
@@ -194,7 +262,7 @@ span_reads AS (
     JOIN span_keys k
         ON i.meter_id = k.meter_id
         AND i.local_date = k.read_date
-        AND i.interval_start BETWEEN k.span_start AND k.span_last
+        AND epoch_us(i.interval_start) BETWEEN k.span_start_us AND k.span_last_us
 ),
 -- Per request, role and quarter hour, in one pass over the readings: the weighted sum over
 -- baseline days (a day's weights at one wall-clock time sum to 1, so sum(kwh x weight) /
