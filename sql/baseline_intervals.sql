@@ -360,8 +360,8 @@ adjustment_overlaps AS (
 -- discharge in the event, or recharges after one), so its load in the adjustment window on
 -- an event day is not the day's load without the event, and the ratio or offset learnt
 -- there carries that shift into the baseline. Placebo days, which have no event, cannot see
--- it; measured on the sandbox it read partial responders' delivery 0.07-0.15 of committed
--- high with bounds holding the truth 58-72 % of the time (docs/flags.md).
+-- it; measured on the sandbox, it read such sites' delivery 0.08-0.14 of committed kW too
+-- high, and their bounds held the truth for 66-77 % of events (docs/flags.md section 1).
 flag_adjustments AS (
     SELECT
         r.request_no,
