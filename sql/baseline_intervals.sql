@@ -371,14 +371,17 @@ flag_adjustments AS (
             WHEN r.has_behind_meter_battery THEN 'none: behind-the-meter battery'
             WHEN r.method = 'high-4-of-5' THEN 'additive'
             ELSE 'ratio'
-        END AS flag_adjustment
+        END AS flag_adjustment,
+        r.method <> 'meter-generator-output'
+            AND (x.request_no IS NOT NULL OR r.has_behind_meter_battery) AS flag_unadjusted,
+        x.request_no IS NOT NULL AS adjustment_overlaps_event
     FROM baseline_requests r
     LEFT JOIN adjustment_overlaps x USING (request_no)
 ),
 placebo_errors AS (
     SELECT
         p.request_no,
-        starts_with(fa.flag_adjustment, 'none') AS flag_unadjusted,
+        fa.flag_unadjusted,
         r.method,
         r.clamp_low,
         r.clamp_high,
@@ -478,8 +481,9 @@ request_adjustments AS (
         CASE
             WHEN r.method = 'high-4-of-5' THEN coalesce(a.window_mean_difference_kwh, 0.0)
         END AS adjustment_additive_kwh,
-        ox.request_no IS NOT NULL AS adjustment_overlaps_event,
+        fa.adjustment_overlaps_event,
         fa.flag_adjustment,
+        fa.flag_unadjusted,
         coalesce(ps.placebo_days, 0) AS placebo_days,
         ps.placebo_error_mean_kwh,
         ps.placebo_error_sd_kwh
@@ -487,7 +491,6 @@ request_adjustments AS (
     JOIN request_days d USING (request_id)
     LEFT JOIN adjustments a USING (request_id)
     LEFT JOIN placebo_stats ps USING (request_no)
-    LEFT JOIN adjustment_overlaps ox USING (request_no)
     JOIN flag_adjustments fa USING (request_no)
 )
 SELECT
@@ -523,7 +526,7 @@ SELECT
     CASE
         WHEN q.method = 'meter-generator-output' THEN 0.0
         WHEN q.baseline_status <> 'ok' THEN NULL
-        WHEN starts_with(q.flag_adjustment, 'none') THEN w.unadjusted_kwh
+        WHEN q.flag_unadjusted THEN w.unadjusted_kwh
         WHEN q.method = 'high-4-of-5' THEN w.unadjusted_kwh + q.adjustment_additive_kwh
         ELSE w.unadjusted_kwh * q.adjustment_ratio
     END AS flag_baseline_kwh,

@@ -114,7 +114,7 @@ per_meter AS (
         -- measured exactly (battery submeters: half width 0) are pooled by committed kW
         CASE
             WHEN bool_or(relative_half_width = 0) FILTER (WHERE is_judged)
-                THEN sum(delivered_kw_uncapped - coalesce(placebo_bias_kw, 0.0)) FILTER (WHERE is_judged)
+                THEN sum(event_performance * expected_kw) FILTER (WHERE is_judged)
                     / sum(expected_kw) FILTER (WHERE is_judged)
             ELSE sum(event_performance / relative_half_width ^ 2) FILTER (WHERE is_judged)
                 / sum(1 / relative_half_width ^ 2) FILTER (WHERE is_judged)
