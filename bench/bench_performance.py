@@ -215,7 +215,7 @@ def timed_rounds(conn, config, now, as_of, rounds: int) -> dict:
     minute to the next, which a single pair turns straight into the ratio. Round 1's
     recompute is a fresh process's first (it pays one-off imports and staging); the headline
     figures are the medians over the rounds, and every round is reported."""
-    scans(conn)  # warm: the first scan after generating pays for page faults
+    scans(conn)  # warm-up, not timed
     per_round = []
     for _ in range(rounds):
         row = scans(conn)
@@ -389,6 +389,8 @@ def main() -> None:
     )
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.single:
         print(
             json.dumps(
