@@ -40,6 +40,23 @@ def stage_measurement_inputs(
     stage_frame(conn, "student_t_quantiles", config.t_quantiles_frame())
 
 
+def check_interval_day_counts(conn: duckdb.DuckDBPyConnection) -> None:
+    """Make ``interval_day_counts`` (readings per meter and local day, which the ingest keeps
+    with every partition) agree with ``interval_reads`` before the completeness check reads
+    it: rebuilt whole when missing or when its total differs from the table's row count,
+    which DuckDB answers from metadata. Reads added or removed outside the ingest change that
+    count; an edit that moves readings between meters or days without changing it is not
+    seen (drop the table after such an edit: the next run rebuilds it)."""
+    if table_exists(conn, "interval_day_counts"):
+        stored, counted = conn.execute(
+            "SELECT (SELECT count(*) FROM interval_reads), "
+            "(SELECT coalesce(sum(intervals_present), 0) FROM interval_day_counts)"
+        ).fetchall()[0]
+        if stored == counted:
+            return
+    run_models(conn, "interval_day_counts")
+
+
 def _event_day_range(conn: duckdb.DuckDBPyConnection) -> tuple[date, date] | None:
     rows = conn.execute(
         "SELECT CAST(min(start_time) AS DATE), CAST(max(end_time) AS DATE) FROM dispatch_events"
@@ -67,6 +84,7 @@ def build_baselines(conn: duckdb.DuckDBPyConnection, config: MeasurementConfig) 
     days_from = day_range[0] - timedelta(days=_max_lookback_days(config) + 2)
     days_to = day_range[1] + timedelta(days=2)
     stage_measurement_inputs(conn, config, days_from.year - 1, days_to.year + 1)
+    check_interval_day_counts(conn)
     run_models(
         conn,
         *BASELINE_MODELS,
@@ -219,6 +237,7 @@ def build_baseline_accuracy(
     window = config.defaults.accuracy_window_days
     days_from = as_of_date - timedelta(days=window + _max_lookback_days(config) + 2)
     stage_measurement_inputs(conn, config, days_from.year - 1, as_of_date.year + 1)
+    check_interval_day_counts(conn)
     run_models(
         conn,
         *BASELINE_MODELS,
