@@ -8,6 +8,8 @@ the same numbers).
 
 The scan and the recompute are timed in interleaved rounds (scan, recompute, scan, ...);
 the recompute / scan figure is the median of the rounds' ratios, and every round is printed.
+The readings per meter and day (`interval_day_counts`), which the ingest keeps with every
+partition, are built after generating and timed on their own.
 
 Each size runs in its own subprocess, so its peak memory (max RSS) is its own. Reads are
 generated directly in DuckDB SQL (one CAISO meter per row block, market time
@@ -311,6 +313,9 @@ def run_size(
     conn.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     result: dict = {"meters": meters, "days": days, "memory_limit": MEMORY_LIMIT}
     result["generate_s"] = timed(generate, conn, meters, days, events_per_month)
+    # the readings per meter and day the ingest keeps with every partition it writes (here
+    # all at once, as a database from before that table gets on its first Analyze run)
+    result["day_counts_s"] = timed(models.check_interval_day_counts, conn)
     result["reads"] = conn.execute("SELECT count(*) FROM interval_reads").fetchall()[0][0]
     result["events"] = conn.execute("SELECT count(*) FROM dispatch_events").fetchall()[0][0]
     config = MeasurementConfig()
@@ -435,7 +440,8 @@ def main() -> None:
         ratio_scan = r["recompute_over_scan"]
         print(
             f"{meters} meters x {args.days} days: {r['reads']:,} reads, {r['events']:,} events; "
-            f"generate {r['generate_s']:.1f} s; medians of {len(r['rounds'])} rounds: "
+            f"generate {r['generate_s']:.1f} s, the ingest's day counts "
+            f"{r['day_counts_s']:.2f} s; medians of {len(r['rounds'])} rounds: "
             f"scan (meter x day) {r['scan_meter_day_s']:.2f} s, "
             f"scan (meter) {r['scan_meter_s']:.2f} s; recompute {r['recompute_s']:.2f} s "
             f"(baselines {r['baselines_s']:.2f}, performance {r['event_performance_s']:.2f}, "
