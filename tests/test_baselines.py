@@ -614,3 +614,34 @@ def test_baseline_accuracy_flags_unpredictable_meters(tmp_path):
     assert rows[("m-erratic", "high-4-of-5")][1] == pytest.approx(0.0, abs=1e-12)
     assert rows[("m-erratic", "high-4-of-5")][3] is False
     conn.close()
+
+
+def test_a_baseline_day_emptied_by_hand_stops_being_eligible(tmp_path):
+    """End to end through build_baselines: the first run builds the counts from reads written
+    without the ingest; readings deleted afterwards make that day incomplete for the next run,
+    so the baseline takes the next older weekday instead."""
+    conn = connect(tmp_path / "vpp.duckdb")
+    add_meter(conn, "m1")
+    event_day = date(2024, 7, 17)  # a Wednesday
+    add_reads(conn, "m1", event_day - timedelta(days=30), event_day, lambda t: 10.0 + t.hour)
+    start = datetime(2024, 7, 17, 16, tzinfo=LA).astimezone(UTC)
+    add_event(conn, "e1", "m1", start, start + timedelta(hours=2))
+    config = MeasurementConfig()
+
+    def eligible() -> list[date]:
+        models.build_baselines(conn, config)
+        return conn.execute(
+            "SELECT DISTINCT eligible_days FROM baselines WHERE meter_event_id = 'e1'"
+        ).fetchall()[0][0]
+
+    # the 10 weekdays before the event, most recent first (4 July is a NERC holiday)
+    days = [16, 15, 12, 11, 10, 9, 8, 5, 3, 2]
+    assert eligible() == [date(2024, 7, d) for d in days]
+    conn.execute(
+        "DELETE FROM interval_reads WHERE local_date = DATE '2024-07-16' "
+        "AND interval_start = (SELECT min(interval_start) FROM interval_reads "
+        "WHERE local_date = DATE '2024-07-16')"
+    )
+    # 16 July is no longer complete: the next older weekday, 1 July, takes its place
+    assert eligible() == [date(2024, 7, d) for d in [*days[1:], 1]]
+    conn.close()

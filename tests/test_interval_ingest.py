@@ -1,4 +1,5 @@
-"""Interval CSV drops: validation with Leap's codes, archiving, corrections, DST days,
+"""Interval CSV drops: validation with Leap's codes, archiving, corrections, DST days, the
+readings per meter and day kept with every partition (interval_day_counts),
 the landing sensor and the partitioned Dagster asset, over real files and DuckDB."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from assets import analyze_intervals
 from vpp_pipeline.intervals.codes import CSV_COLUMNS, FILE_CODES, REJECT_CODES
 from vpp_pipeline.intervals.ingest import ingest_landing_files, rebuild_interval_reads
+from vpp_pipeline.measurement import models
 from vpp_pipeline.resources import IntervalSourceResource, duckdb_resource
 
 TZ = "America/Los_Angeles"
@@ -388,6 +390,65 @@ def test_dst_days_have_92_or_100_intervals(conn, landing, day, expected):
         0
     ][0]
     assert distinct == expected
+
+
+# --- interval_day_counts: kept with every partition, checked before Analyze reads it -------
+
+
+def counted(conn) -> list[tuple]:
+    """interval_reads counted now, per meter and day."""
+    return conn.execute(
+        "SELECT meter_id, local_date, count(*) FROM interval_reads GROUP BY ALL ORDER BY ALL"
+    ).fetchall()
+
+
+def kept(conn) -> list[tuple]:
+    return conn.execute("SELECT * FROM interval_day_counts ORDER BY ALL").fetchall()
+
+
+def test_ingest_keeps_the_counts_of_every_partition_it_rebuilds(conn, tmp_path):
+    landing = tmp_path / "landing"
+    d1, d2 = date(2026, 6, 3), date(2026, 6, 4)
+    base = time.time() - 3600
+    # M1: d1 complete; d2 with its first 40 quarter hours only. M2: d2 complete.
+    write_csv(landing / "a.csv", day_rows(M1, d1) + day_rows(M1, d2)[:40], mtime=base)
+    write_csv(landing / "b.csv", day_rows(M2, d2), mtime=base)
+    ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0)
+    rebuild_interval_reads(conn, d1, d2)
+    assert kept(conn) == counted(conn) == [(M1, d1, 96), (M1, d2, 40), (M2, d2, 96)]
+
+    # A later delivery completes M1's d2: only that partition is rebuilt, and its count follows.
+    write_csv(landing / "c.csv", day_rows(M1, d2, kwh=2.0)[40:], mtime=base + 60)
+    ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0)
+    rebuild_interval_reads(conn, d2, d2)
+    assert kept(conn) == counted(conn) == [(M1, d1, 96), (M1, d2, 96), (M2, d2, 96)]
+
+    # Rebuilding a partition again (same deliveries) changes nothing.
+    rebuild_interval_reads(conn, d1, d2)
+    assert kept(conn) == counted(conn)
+
+
+def test_a_count_out_of_step_with_the_reads_is_rebuilt_before_analyze_reads_it(conn, tmp_path):
+    landing = tmp_path / "landing"
+    d1, d2 = date(2026, 6, 3), date(2026, 6, 4)
+    write_csv(landing / "a.csv", day_rows(M1, d1) + day_rows(M1, d2), mtime=time.time() - 60)
+    ingest_landing_files(conn, landing, market_tz=TZ, quiet_seconds=0)
+    rebuild_interval_reads(conn, d1, d2)
+
+    # Readings removed by hand, outside the ingest: the kept counts no longer add up.
+    conn.execute(
+        "DELETE FROM interval_reads WHERE local_date = $d AND kwh = 1.0 AND interval_start >= $t",
+        {"d": d2, "t": datetime(2026, 6, 4, 19, tzinfo=UTC)},
+    )
+    assert kept(conn) != counted(conn)
+    models.check_interval_day_counts(conn)
+    assert kept(conn) == counted(conn)
+    assert dict(((m, d), n) for m, d, n in kept(conn))[(M1, d2)] < 96
+
+    # A table from before the counts existed: built from every reading on the first check.
+    conn.execute("DROP TABLE interval_day_counts")
+    models.check_interval_day_counts(conn)
+    assert kept(conn) == counted(conn)
 
 
 # --- Dagster: sensor, partitioned asset and checks ------------------------------------------
