@@ -5,7 +5,8 @@
 -- Correction rule: a final read beats a non-final one; among equals the later delivery
 -- wins (then the later file and line). So a re-delivered interval replaces the stored one
 -- when it is final or newer, and a final read is never overwritten by a non-final one.
--- Rebuilding the same days from the same deliveries gives the same rows.
+-- Rebuilding the same days from the same deliveries gives the same rows. The same days of
+-- interval_day_counts (readings per meter and day) are rebuilt with them, below.
 -- Times are UTC; kwh is net consumption over the interval (export negative).
 
 CREATE TABLE IF NOT EXISTS interval_reads (
